@@ -1,0 +1,63 @@
+"""The task contract: what a ``register_tasks`` factory returns.
+
+A task factory is ``factory(seed: int, **options) -> TaskData``. It returns the whole train
+and validation split as tensors (the tasks mixbench targets fit in memory many times over)
+and says how the shell should read the inputs. The same seed must give the same tensors, so
+that a cell is reproducible from its config alone; nothing may be downloaded at run time.
+
+Inputs are one of:
+
+* ``"image"``: float tensors (num, C, H, W); the shell embeds patches onto a 2-D grid;
+* ``"tokens"``: integer tensors (num, N) of ids below ``vocab_size``; a 1-D grid (N,);
+* ``"features"``: float tensors (num, N, F); a 1-D grid (N,).
+
+Targets are class indices: (num,) for one label per example, or (num, N) for one label per
+token with ``IGNORE_INDEX`` where no loss is taken (``per_token=True``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+IGNORE_INDEX = -100
+InputKind = Literal["image", "tokens", "features"]
+
+
+@dataclass
+class TaskData:
+    """A training problem, fully materialised."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    num_classes: int
+    input: InputKind
+    per_token: bool = False
+    vocab_size: int | None = None  # for "tokens"
+    # (H, W) for images; (N,) for sequences. Derived from the tensors when left empty.
+    shape: tuple[int, ...] = ()
+    chance: float | None = None  # accuracy of guessing, for tables
+    info: dict[str, Any] = field(default_factory=dict)  # anything worth recording in a row
+
+    def __post_init__(self) -> None:
+        if not self.shape:
+            if self.input == "image":
+                self.shape = tuple(int(s) for s in self.x_train.shape[-2:])
+            else:
+                self.shape = (int(self.x_train.shape[1]),)
+        if self.input == "tokens" and self.vocab_size is None:
+            raise ValueError("a 'tokens' task must give vocab_size")
+
+    @property
+    def in_channels(self) -> int:
+        """Image channels or feature width; 0 for token ids."""
+        if self.input == "image":
+            return int(self.x_train.shape[1])
+        if self.input == "features":
+            return int(self.x_train.shape[-1])
+        return 0
