@@ -25,11 +25,19 @@ ENTRY_POINT_GROUP = "mixbench"
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mixbench.api import create_mixer, create_model, create_optimizer, create_task
+    from mixbench.api import (
+        create_block,
+        create_mixer,
+        create_model,
+        create_optimizer,
+        create_task,
+    )
+    from mixbench.plugins import get_registry
     from mixbench.results import load_results
 
 _LAZY = {
     "create_mixer": "mixbench.api",
+    "create_block": "mixbench.api",
     "create_optimizer": "mixbench.api",
     "create_model": "mixbench.api",
     "create_task": "mixbench.api",
@@ -41,6 +49,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PROJECT_NAME",
     "__version__",
+    "create_block",
     "create_mixer",
     "create_model",
     "create_optimizer",

@@ -1,0 +1,48 @@
+"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``results``.
+
+Each session installs torch 2.13.0 first (on the project's CI machines that is a local CPU
+wheel; an unpinned torch would pull a multi-GB CUDA build).
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+TORCH = "torch==2.13.0"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The default test suite (what CI and the README run)."""
+    session.install(TORCH)
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", "mixbench", "plugins", "tests", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the core package."""
+    session.install(TORCH)
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks of the harness itself (pytest-benchmark), not part of the test run."""
+    session.install(TORCH)
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest", "benchmarks", "--benchmark-enable", "--benchmark-only",
+        "--benchmark-autosave", *session.posargs,
+    )
