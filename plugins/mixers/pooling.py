@@ -1,0 +1,115 @@
+"""PoolFormer's pooling mixer: average of each token's neighbourhood, minus the token itself.
+
+Yu et al. 2022, "MetaFormer Is Actually What You Need for Vision",
+https://arxiv.org/abs/2111.11418.
+
+The paper's point is that the MetaFormer shell, not the token mixer, does most of the work:
+a parameter-free local average already competes with attention. The subtraction of the
+input is there because the block adds the mixer's output back to its input (a residual);
+without it the mixer would pass the token through twice.
+
+``count_include_pad=False`` makes the average over the neighbours that exist: at a corner a
+3 x 3 pool averages 4 tokens, not 9 with five zeros. 2-D grids pool over (H, W), sequences
+over N (``avg_pool1d``), 3-D grids over all three axes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mixbench
+from mixbench.errors import IncompatibleError, OptionError
+
+_POOLS: dict[int, Callable[..., torch.Tensor]] = {
+    1: F.avg_pool1d,
+    2: F.avg_pool2d,
+    3: F.avg_pool3d,
+}
+
+
+class Pooling(nn.Module):
+    """``avg_pool(x, pool_size, stride=1, padding=pool_size // 2) - x`` over the token grid.
+
+    Options:
+        pool_size: neighbourhood width along each axis; odd, so the grid keeps its size.
+            The paper's 3 by default.
+    """
+
+    def __init__(self, dim: int, grid: tuple[int, ...], *, pool_size: int = 3) -> None:
+        super().__init__()
+        self.grid = tuple(int(size) for size in grid)
+        if pool_size < 1 or pool_size % 2 == 0:
+            raise OptionError(
+                f"mixer 'pooling': pool_size must be a positive odd number (a stride-1 pool of "
+                f"even width would change the grid's size), got {pool_size}"
+            )
+        if len(self.grid) not in _POOLS or any(size < 1 for size in self.grid):
+            raise IncompatibleError(
+                f"mixer 'pooling' works on 1-D to 3-D grids of positive size, got grid {self.grid}"
+            )
+        self.dim = dim
+        self.pool_size = pool_size
+        self.num_tokens = math.prod(self.grid)
+        self._pool = _POOLS[len(self.grid)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, channels = x.shape
+        if tokens != self.num_tokens:
+            raise IncompatibleError(
+                f"mixer 'pooling' was built for grid {self.grid} ({self.num_tokens} tokens), "
+                f"got {tokens} tokens"
+            )
+        # (B, N, C) -> (B, C, *grid): pooling runs over the trailing spatial axes.
+        spatial = x.transpose(1, 2).reshape(batch, channels, *self.grid)
+        pooled = self._pool(
+            spatial,
+            self.pool_size,
+            stride=1,
+            padding=self.pool_size // 2,
+            count_include_pad=False,
+        )
+        return pooled.reshape(batch, channels, tokens).transpose(1, 2) - x
+
+    def extra_flops(self, batch_size: int) -> int:
+        """FLOPs per forward; ``FlopCounterMode`` counts none of them.
+
+        Model, per channel and output token with k in-bounds neighbours: k - 1 additions and
+        1 division for the average, 1 subtraction of the input, so k + 1 FLOPs. The number
+        of in-bounds neighbours factorises over axes, so the sum over tokens is the product
+        over axes of each axis's sum (exact, edges included).
+        """
+        radius = self.pool_size // 2
+        neighbours = 1
+        for size in self.grid:
+            neighbours *= sum(
+                min(size - 1, position + radius) - max(0, position - radius) + 1
+                for position in range(size)
+            )
+        return batch_size * self.dim * (neighbours + self.num_tokens)
+
+    def runtime_info(self) -> dict[str, object]:
+        """The pooling window used, and that edge averages exclude the padding."""
+        return {
+            "pool_size": self.pool_size,
+            "padding": self.pool_size // 2,
+            "count_include_pad": False,
+        }
+
+
+@mixbench.hookimpl
+def register_mixers(register: Callable[..., object]) -> None:
+    register(
+        "pooling",
+        Pooling,
+        description="PoolFormer: local average pooling minus the input (no parameters)",
+        complexity="O(N)",
+        paper=(
+            "Yu et al. 2022, MetaFormer Is Actually What You Need for Vision, "
+            "https://arxiv.org/abs/2111.11418"
+        ),
+    )

@@ -1,0 +1,353 @@
+"""Swin shifted-window attention: full attention inside fixed windows, O(N w^2) not O(N^2).
+
+Liu et al. 2021, "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows",
+https://arxiv.org/abs/2103.14030.
+
+The grid is cut into non-overlapping windows of ``window_size`` tokens per axis (w x w on an
+(H, W) grid, w tokens on an (N,) sequence). Each window runs multi-head attention with a
+learnable relative position bias: one table entry per relative offset per head, (2w-1)^2
+entries for 2-D windows and 2w-1 for 1-D. Odd blocks of a stage (``index % 2 == 1``) roll
+the grid by w // 2 first, so that information crosses window borders from block to block;
+tokens that the roll brought together from opposite edges of the grid are kept apart by an
+attention mask, exactly as in the paper.
+
+Decisions, all recorded in :meth:`WindowAttention.runtime_info`:
+
+* **Grids not divisible by the window are padded** at the end of each axis up to a multiple
+  of w; pad tokens are masked as keys and their outputs are cropped. The padded grid is then
+  treated exactly like a larger grid (pad first, then roll), so the shift mask stays the
+  paper's. A pad key is visible to its own query only, so no softmax row is ever empty.
+  Padding, roll and partition are one fixed permutation of the tokens, computed once
+  (:func:`window_layout`): the forward is two ``index_select`` calls around SDPA, with no
+  padded copy and no roll at run time.
+* **A window larger than the grid is an IncompatibleError**, never a silent clamp (Swin's
+  reference code would shrink the window to ``min(resolution)``): ask for the window you
+  want. A window equal to the grid along an axis is one window there; shifting along such
+  an axis only cuts the window apart, so the shift is 0 on that axis (Swin's rule for its
+  last 7x7 stage).
+* **Which SDPA kernel runs** depends on the mask: the relative position bias is always
+  passed as ``attn_mask``. While the bias needs grad (training) CPU SDPA takes the math
+  path, which materialises every window's w^d x w^d scores; under ``torch.no_grad`` the mask
+  is a plain tensor and the CPU flash kernel may run. The kernel of the last forward is
+  recorded, because it changes memory and because ``FlopCounterMode`` does not count the CPU
+  flash kernel (see :meth:`WindowAttention.extra_flops`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mixbench
+from mixbench.errors import IncompatibleError, OptionError
+
+# FLOPs per attention score that no counter sees: 1 for the 1/sqrt(d) scale, 1 for adding
+# the bias-and-mask, 5 for the softmax (running max, subtract, exp, sum, divide).
+FLOPS_PER_SCORE = 7
+
+
+# -- window geometry (pure functions of shapes; tested on their own) ---------------------------
+
+
+def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
+    """(B, *grid, C) with every grid size a multiple of w -> (B, num_windows, w^d, C).
+
+    Windows are numbered row-major over the grid of windows, and tokens row-major inside
+    each window, for any number d of grid axes.
+    """
+    batch, *grid, channels = x.shape
+    d = len(grid)
+    split: list[int] = [batch]
+    for size in grid:
+        split += [size // window_size, window_size]
+    # (B, n1, w, n2, w, ..., C) -> (B, n1, n2, ..., w, w, ..., C)
+    order = [0, *(1 + 2 * k for k in range(d)), *(2 + 2 * k for k in range(d)), 2 * d + 1]
+    windows = x.reshape(*split, channels).permute(order)
+    return windows.reshape(batch, -1, window_size**d, channels)
+
+
+def window_reverse(windows: torch.Tensor, grid: Sequence[int], window_size: int) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: (B, num_windows, w^d, C) -> (B, *grid, C)."""
+    batch, _, _, channels = windows.shape
+    d = len(grid)
+    counts = [size // window_size for size in grid]
+    x = windows.reshape(batch, *counts, *([window_size] * d), channels)
+    # (B, n1, n2, ..., w, w, ..., C) -> (B, n1, w, n2, w, ..., C)
+    order = [0, *(i for k in range(d) for i in (1 + k, 1 + d + k)), 2 * d + 1]
+    return x.permute(order).reshape(batch, *grid, channels)
+
+
+def relative_position_index(window_size: int, ndim: int) -> torch.Tensor:
+    """(w^d, w^d) index into the bias table: the relative offset of token i to token j.
+
+    Offsets run from -(w-1) to w-1 per axis; shifted to 0..2w-2 and read as the digits of a
+    base-(2w-1) number, first axis most significant (Swin's layout for 2-D).
+    """
+    axes = [torch.arange(window_size)] * ndim
+    coords = torch.stack(torch.meshgrid(*axes, indexing="ij")).flatten(1)  # (d, w^d)
+    offsets = coords[:, :, None] - coords[:, None, :] + (window_size - 1)  # (d, w^d, w^d)
+    index = torch.zeros(offsets.shape[1:], dtype=torch.long)
+    for axis in range(ndim):
+        index = index * (2 * window_size - 1) + offsets[axis]
+    return index
+
+
+def attention_allowed(
+    grid: Sequence[int], window_size: int, shifts: Sequence[int]
+) -> torch.Tensor | None:
+    """(num_windows, w^d, w^d) bool: which query (row) may attend to which key (column).
+
+    The grid is padded to a multiple of w and rolled back by ``shifts`` per axis. A token
+    is *wrapped* along an axis when the roll moved it from the start of that axis to the
+    end; two tokens of one window may attend to each other only when they are wrapped along
+    the same axes (they were neighbours before the roll). Pad tokens are hidden as keys from
+    every query but themselves. None when nothing is blocked (no shift, no padding).
+    """
+    padded = [math.ceil(size / window_size) * window_size for size in grid]
+    if not any(shifts) and list(padded) == list(grid):
+        return None
+    region = torch.zeros(padded, dtype=torch.long)
+    is_pad = torch.zeros(padded, dtype=torch.bool)
+    for axis, (size, total, shift) in enumerate(zip(grid, padded, shifts, strict=True)):
+        position = torch.arange(total)  # position after the roll
+        source = (position + shift) % total  # position before the roll
+        view = [1] * len(padded)
+        view[axis] = total
+        wrapped = (position >= total - shift) if shift else torch.zeros(total, dtype=torch.bool)
+        region = region + (wrapped.long() << axis).view(view)
+        is_pad = is_pad | (source >= size).view(view)
+    region = window_partition(region[None, ..., None], window_size)[0, ..., 0]  # (nW, T)
+    is_pad = window_partition(is_pad[None, ..., None], window_size)[0, ..., 0]
+    same_region = region[:, :, None] == region[:, None, :]
+    tokens = region.shape[1]
+    key_visible = ~is_pad[:, None, :] | torch.eye(tokens, dtype=torch.bool)
+    return same_region & key_visible
+
+
+def window_layout(
+    grid: Sequence[int], window_size: int, shifts: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each token goes: (window_order, token_order), both long.
+
+    ``window_order`` (num_windows * w^d,) names the token in each window slot after padding
+    the grid, rolling it back by ``shifts`` and partitioning it. Pad slots name token 0:
+    they are masked as keys and their outputs are dropped, so any real token will do, and
+    no padded copy of the input is ever made. ``token_order`` (N,) names the window slot
+    each token's output sits in (the reverse: window_reverse, roll forward, crop).
+    """
+    padded = [math.ceil(size / window_size) * window_size for size in grid]
+    axes = list(range(1, len(grid) + 1))
+    real = tuple(slice(0, size) for size in grid)
+    tokens = torch.zeros(padded, dtype=torch.long)  # pad slots: token 0
+    tokens[real] = torch.arange(math.prod(grid)).view(*grid)
+    tokens = torch.roll(tokens[None, ..., None], [-s for s in shifts], axes)
+    window_order = window_partition(tokens, window_size).reshape(-1)
+    slots = torch.arange(window_order.numel()).view(1, -1, window_size ** len(grid), 1)
+    slots = torch.roll(window_reverse(slots, padded, window_size), list(shifts), axes)
+    crop: tuple[int | slice, ...] = (0, *real, 0)
+    token_order = slots[crop].reshape(-1)
+    return window_order, token_order
+
+
+# -- the mixer ---------------------------------------------------------------------------------
+
+
+class WindowAttention(nn.Module):
+    """Multi-head attention within (shifted) windows of the token grid.
+
+    Options:
+        window_size: tokens per window along each axis (w x w windows on 2-D grids). Must
+            not exceed any grid size; grids that are not multiples of it are padded.
+        num_heads: number of heads; must divide ``dim``. The default 4 matches the
+            ``attention`` mixer, so the two differ only in what each token can see.
+        shift: roll odd blocks (``index % 2 == 1``) by window_size // 2, as Swin does.
+            False keeps every block's windows fixed (no information crosses windows).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        grid: tuple[int, ...],
+        *,
+        index: int = 0,
+        window_size: int = 7,
+        num_heads: int = 4,
+        shift: bool = True,
+    ) -> None:
+        super().__init__()
+        self.grid = tuple(int(size) for size in grid)
+        if window_size < 1:
+            raise OptionError(f"mixer 'window': window_size must be >= 1, got {window_size}")
+        if num_heads < 1:
+            raise OptionError(f"mixer 'window': num_heads must be >= 1, got {num_heads}")
+        if not self.grid or any(size < 1 for size in self.grid):
+            raise IncompatibleError(f"mixer 'window': grid {self.grid} has no tokens")
+        if window_size > min(self.grid):
+            raise IncompatibleError(
+                f"mixer 'window': window_size={window_size} is larger than grid {self.grid}; "
+                f"use window_size <= {min(self.grid)}"
+            )
+        if dim % num_heads != 0:
+            raise IncompatibleError(
+                f"mixer 'window': num_heads={num_heads} does not divide dim={dim} "
+                f"(grid {self.grid})"
+            )
+        self.dim = dim
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.index = index
+        self.num_tokens = math.prod(self.grid)
+        self.padded_grid = tuple(math.ceil(size / window_size) * window_size for size in grid)
+        self.num_windows = math.prod(size // window_size for size in self.padded_grid)
+        self.tokens_per_window: int = window_size ** len(self.grid)
+        # Shift only odd blocks, and only along axes with more than one window.
+        shifted_block = shift and index % 2 == 1
+        self.shifts = tuple(
+            window_size // 2 if shifted_block and total > window_size else 0
+            for total in self.padded_grid
+        )
+
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.relative_position_bias = nn.Parameter(
+            torch.empty((2 * window_size - 1) ** len(self.grid), num_heads)
+        )
+        nn.init.trunc_normal_(self.relative_position_bias, std=0.02)
+        # Geometry, not state: rebuilt from the options, so left out of the state dict.
+        self.position_index: torch.Tensor
+        self.window_order: torch.Tensor
+        self.token_order: torch.Tensor
+        self.register_buffer(
+            "position_index",
+            relative_position_index(window_size, len(self.grid)),
+            persistent=False,
+        )
+        window_order, token_order = window_layout(self.grid, window_size, self.shifts)
+        self.register_buffer("window_order", window_order, persistent=False)
+        self.register_buffer("token_order", token_order, persistent=False)
+        # Additive (nW, 1, T, T) mask, 0 where attention is allowed and -inf where blocked;
+        # a float buffer, so it follows the module's dtype.
+        allowed = attention_allowed(self.grid, window_size, self.shifts)
+        self.window_mask: torch.Tensor | None
+        self.register_buffer(
+            "window_mask",
+            None
+            if allowed is None
+            else torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))[:, None],
+            persistent=False,
+        )
+        self._last_backend: str | None = None
+        self._last_device_type = "cpu"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, channels = x.shape
+        if tokens != self.num_tokens:
+            raise IncompatibleError(
+                f"mixer 'window' was built for grid {self.grid} ({self.num_tokens} tokens), "
+                f"got {tokens} tokens"
+            )
+        # q, k and v are per-token, so project the real tokens, then gather them into window
+        # order: one fixed permutation (padding, roll and partition at once).
+        qkv = self.qkv(x).index_select(1, self.window_order)  # (B, nW * T, 3C)
+        q, k, v = (
+            qkv.view(batch * self.num_windows, -1, 3, self.num_heads, self.head_dim)
+            .permute(2, 0, 3, 1, 4)
+            .unbind(0)
+        )  # each (B * nW, heads, T, head_dim)
+        mask = self._attention_bias(batch)
+        self._record_backend(q, k, v, mask)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).reshape(batch, -1, channels)  # (B, nW * T, C)
+        out: torch.Tensor = self.proj(y.index_select(1, self.token_order))
+        return out
+
+    def _attention_bias(self, batch: int) -> torch.Tensor:
+        """The additive ``attn_mask``: relative position bias, -inf where attention is
+        blocked. Always 4-D: SDPA's CPU flash kernel rejects 3-D masks outright."""
+        size = self.tokens_per_window
+        bias = self.relative_position_bias[self.position_index.view(-1)]
+        bias = bias.view(size, size, self.num_heads).permute(2, 0, 1)[None]  # (1, h, T, T)
+        if self.window_mask is None:
+            return bias  # broadcast over every window of every sample
+        masked = bias + self.window_mask  # (nW, h, T, T)
+        # Windows are numbered sample-major (B * nW), so repeat the per-window mask per sample.
+        return masked.expand(batch, *masked.shape).reshape(-1, self.num_heads, size, size)
+
+    def _record_backend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+    ) -> None:
+        """Remember the SDPA kernel PyTorch picks for these inputs; ``torch._fused_sdp_choice``
+        is the function SDPA itself consults."""
+        self._last_device_type = q.device.type
+        if torch.compiler.is_compiling():
+            return
+        try:
+            from torch.nn.attention import SDPBackend
+
+            self._last_backend = SDPBackend(torch._fused_sdp_choice(q, k, v, mask)).name.lower()
+        except Exception:  # private API: record "unknown" rather than fail a forward
+            self._last_backend = "unknown"
+
+    def _sdpa_uncounted(self) -> bool:
+        """Whether FlopCounterMode missed the attention matmuls of the last forward."""
+        if self._last_backend != "flash_attention" or self._last_device_type != "cpu":
+            return False
+        from torch.utils.flop_counter import flop_registry
+
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu not in flop_registry
+
+    def runtime_info(self) -> dict[str, object]:
+        """The window geometry this block really used, and the SDPA kernel of the last
+        forward (None before the first)."""
+        return {
+            "block_index": self.index,
+            "window_size": self.window_size,
+            "grid": list(self.grid),
+            "padded_grid": list(self.padded_grid),
+            "padding": [
+                size - real for real, size in zip(self.grid, self.padded_grid, strict=True)
+            ],
+            "shifted": any(self.shifts),
+            "shift_size": list(self.shifts),
+            "num_windows": self.num_windows,
+            "tokens_per_window": self.tokens_per_window,
+            "num_heads": self.num_heads,
+            "sdpa_mask": "relative position bias"
+            + ("" if self.window_mask is None else " + shift/padding mask"),
+            "sdpa_backend": self._last_backend,
+            "sdpa_flops_uncounted": self._sdpa_uncounted(),
+        }
+
+    def extra_flops(self, batch_size: int) -> int:
+        """FLOPs per forward that ``FlopCounterMode`` does not count.
+
+        Model, with S = batch_size * num_windows * num_heads * T^2 scores (T tokens per
+        window, pad tokens included, since they are computed):
+        * scale, bias-and-mask add and softmax: ``FLOPS_PER_SCORE`` (7) per score;
+        * when the last forward ran the CPU flash kernel, which the counter does not know,
+          also the two attention matmuls QK^T and PV: 2 * 2 * S * head_dim.
+        Linear-layer bias adds are not counted (the counter's and the attention mixer's
+        convention); the bias-table gather, the token permutations and the reshapes move
+        data and count 0.
+        """
+        scores = batch_size * self.num_windows * self.num_heads * self.tokens_per_window**2
+        flops = FLOPS_PER_SCORE * scores
+        if self._sdpa_uncounted():
+            flops += 2 * 2 * scores * self.head_dim
+        return flops
+
+
+@mixbench.hookimpl
+def register_mixers(register: Callable[..., object]) -> None:
+    register(
+        "window",
+        WindowAttention,
+        description="Swin shifted-window attention with relative position bias",
+        complexity="O(N w^2)",
+        paper="Liu et al. 2021, Swin Transformer, https://arxiv.org/abs/2103.14030",
+    )

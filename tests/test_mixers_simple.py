@@ -1,0 +1,196 @@
+"""The pooling, token-MLP and identity mixers: values computed by hand, their FLOP models,
+their errors, and the mixer contract (shapes on 1-D and 2-D grids, batch independence,
+gradients, determinism, bfloat16)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mixbench_plugins.mixers import identity, mlp, pooling
+from mixbench_plugins.mixers.identity import Identity
+from mixbench_plugins.mixers.mlp import TokenMLP
+from mixbench_plugins.mixers.pooling import Pooling
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from mixbench.errors import IncompatibleError, OptionError
+from mixbench.registry import RESERVED, read_options
+
+
+def _tokens(grid: tuple[int, ...], values: torch.Tensor) -> torch.Tensor:
+    """A (1, N, 1) input holding ``values`` laid out on ``grid`` (row-major)."""
+    return values.reshape(1, math.prod(grid), 1).float()
+
+
+# -- pooling -----------------------------------------------------------------------------------
+
+
+def test_pooling_by_hand_on_a_4x4_grid() -> None:
+    # x = 0..15 row-major. count_include_pad=False: the corner averages its 4 in-bounds
+    # neighbours (0, 1, 4, 5), an edge token its 6, an interior token all 9.
+    out = Pooling(1, (4, 4))(_tokens((4, 4), torch.arange(16))).view(4, 4)
+    assert out[0, 0].item() == pytest.approx((0 + 1 + 4 + 5) / 4 - 0)
+    assert out[0, 1].item() == pytest.approx((0 + 1 + 2 + 4 + 5 + 6) / 6 - 1)
+    assert out[3, 3].item() == pytest.approx((10 + 11 + 14 + 15) / 4 - 15)
+    # A linear ramp averages to itself wherever the neighbourhood is symmetric.
+    assert torch.allclose(out[1:3, 1:3], torch.zeros(2, 2), atol=1e-6)
+
+
+def test_pooling_by_hand_on_a_sequence() -> None:
+    out = Pooling(1, (4,))(_tokens((4,), torch.tensor([0.0, 1.0, 4.0, 9.0]))).flatten()
+    expected = [(0 + 1) / 2 - 0, (0 + 1 + 4) / 3 - 1, (1 + 4 + 9) / 3 - 4, (4 + 9) / 2 - 9]
+    assert out.tolist() == pytest.approx(expected)
+
+
+def test_pooling_of_a_constant_is_zero_and_wider_pools_reach_further() -> None:
+    assert Pooling(3, (5, 5))(torch.full((2, 25, 3), 7.0)).abs().max() == 0
+    x = torch.zeros(1, 49, 1)
+    x[0, 24] = 1.0  # a single spike in the middle of a 7 x 7 grid
+    for pool_size, reach in [(3, 1), (5, 2)]:
+        out = Pooling(1, (7, 7), pool_size=pool_size)(x).view(7, 7)
+        touched = (out != 0).nonzero()
+        assert (touched - 3).abs().max().item() == reach
+
+
+def test_pooling_larger_than_the_grid_is_a_global_average() -> None:
+    x = torch.randn(2, 4, 3)
+    out = Pooling(3, (2, 2), pool_size=5)(x)
+    torch.testing.assert_close(out, x.mean(1, keepdim=True) - x)
+
+
+def test_pooling_flops_are_counted_by_hand() -> None:
+    # 3 x 3 grid, pool 3: in-bounds neighbours per axis are 2, 3, 2 (sum 7), so 7 * 7 = 49
+    # over the grid; each output token also costs 1 subtraction (9 tokens).
+    assert Pooling(4, (3, 3)).extra_flops(batch_size=2) == 2 * 4 * (49 + 9)
+    # Sequence of 4, pool 3: neighbours 2, 3, 3, 2 -> 10, plus 4 subtractions.
+    assert Pooling(1, (4,)).extra_flops(batch_size=1) == 14
+    # And the automatic counter really sees nothing, which is why the mixer counts itself.
+    with FlopCounterMode(display=False) as counter:
+        Pooling(4, (3, 3))(torch.randn(2, 9, 4))
+    assert counter.get_total_flops() == 0
+
+
+def test_pooling_errors() -> None:
+    with pytest.raises(OptionError, match="pool_size"):
+        Pooling(8, (4, 4), pool_size=4)
+    with pytest.raises(IncompatibleError, match=r"pooling.*\(4, 4\).*16 tokens.*15"):
+        Pooling(8, (4, 4))(torch.randn(1, 15, 8))
+
+
+# -- token MLP ---------------------------------------------------------------------------------
+
+
+def test_mlp_hidden_width() -> None:
+    assert TokenMLP(8, (8, 8)).hidden == 32  # round(64 * 0.5)
+    assert TokenMLP(8, (10,), expansion=2.0).hidden == 20
+    assert TokenMLP(8, (10,), expansion=0.01).hidden == 1  # never zero
+    with pytest.raises(OptionError, match="expansion"):
+        TokenMLP(8, (10,), expansion=0.0)
+
+
+def test_mlp_mixes_tokens_with_weights_shared_across_channels() -> None:
+    module = TokenMLP(3, (6,))
+    x = torch.randn(2, 6, 3)
+    out = module(x)
+    for channel in range(3):  # the same MLP along the token axis of every channel
+        expected = module.fc2(F.gelu(module.fc1(x[:, :, channel])))
+        torch.testing.assert_close(out[:, :, channel], expected)
+
+
+def test_mlp_is_bound_to_its_grid() -> None:
+    module = TokenMLP(8, (8, 8))
+    with pytest.raises(IncompatibleError, match=r"mlp.*built for grid \(8, 8\).*100"):
+        module(torch.randn(1, 100, 8))
+
+
+def test_mlp_flops() -> None:
+    module = TokenMLP(4, (10,))  # hidden 5
+    x = torch.randn(3, 10, 4)
+    with FlopCounterMode(display=False) as counter:
+        module(x)
+    assert counter.get_total_flops() == 2 * (2 * 3 * 4 * 10 * 5)  # two matmuls
+    assert module.extra_flops(3) == 3 * 4 * 5 * mlp.GELU_FLOPS  # GELU on B x C x hidden
+
+
+# -- identity ----------------------------------------------------------------------------------
+
+
+def test_identity_returns_its_input_and_has_nothing_to_learn() -> None:
+    module = Identity(8, (4, 4))
+    x = torch.randn(2, 16, 8)
+    assert module(x) is x
+    assert list(module.parameters()) == []
+
+
+# -- registration and options ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "cls", "paper"),
+    [
+        (pooling, "pooling", Pooling, "2111.11418"),
+        (mlp, "mlp", TokenMLP, "2105.01601"),
+        (identity, "identity", Identity, "2210.13452"),
+    ],
+)
+def test_registration_hook(module: object, name: str, cls: type, paper: str) -> None:
+    registered: dict[str, tuple[object, dict[str, object]]] = {}
+    module.register_mixers(register=lambda n, f, **meta: registered.update({n: (f, meta)}))  # type: ignore[attr-defined]
+    assert list(registered) == [name]
+    factory, meta = registered[name]
+    assert factory is cls
+    assert paper in str(meta["paper"]) and meta["complexity"]
+
+
+def test_options_are_introspected_from_the_signatures() -> None:
+    def options(factory: Callable[..., nn.Module]) -> dict[str, object]:
+        found, var_kwargs, _ = read_options(factory, RESERVED["mixer"])
+        assert not var_kwargs
+        return {name: info.default for name, info in found.items()}
+
+    assert options(Pooling) == {"pool_size": 3}
+    assert options(TokenMLP) == {"expansion": 0.5}
+    assert options(Identity) == {}
+    info, _, _ = read_options(TokenMLP, RESERVED["mixer"])
+    assert info["expansion"].convert("0.25") == 0.25
+
+
+# -- contract ----------------------------------------------------------------------------------
+
+FACTORIES: dict[str, Callable[[int, tuple[int, ...]], nn.Module]] = {
+    "pooling": Pooling,
+    "mlp": TokenMLP,
+    "identity": Identity,
+}
+
+
+@pytest.mark.parametrize("grid", [(12,), (4, 5)])
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_contract(name: str, grid: tuple[int, ...]) -> None:
+    dim = 6
+
+    def build() -> nn.Module:
+        torch.manual_seed(3)
+        return FACTORIES[name](dim, grid)
+
+    module = build()
+    x = torch.randn(3, math.prod(grid), dim, requires_grad=True)
+    out = module(x)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    # Gradients reach the input and every parameter (identity has none).
+    (out * torch.randn_like(out)).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for param_name, param in module.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, param_name
+    with torch.no_grad():
+        torch.testing.assert_close(build()(x), out, rtol=0, atol=0)  # deterministic
+        changed = x.detach().clone()
+        changed[1] = 5.0
+        torch.testing.assert_close(module(changed)[[0, 2]], out[[0, 2]])  # no batch mixing
+        low = build().to(torch.bfloat16)(x.to(torch.bfloat16))
+        assert low.dtype == torch.bfloat16
+        assert (low.float() - out).abs().mean() <= 0.05 * out.abs().mean()
