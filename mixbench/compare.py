@@ -1,0 +1,404 @@
+"""Did a change make things slower? Pair two runs' cells and test each difference.
+
+Each cell of BASE is paired with the cell of NEW that measured the same thing (same key:
+the same config). Settings that are constant within each run but differ between the two
+(``--threads 1`` against ``--threads 2``, another dtype, ``--compile``) are what the user is
+comparing, so cells are paired ignoring them and the difference is stated. Repeats and
+seeds of one cell are pooled.
+
+For each pair we report the ratio new/base of the cell's aggregated value (the median over
+repeats for benchmarks, the mean over seeds for training) and a verdict. A change counts
+only when it is **both** statistically significant and larger than ``--threshold``:
+
+* timings: a two-sided Mann-Whitney U test on the raw per-iteration samples stored in the
+  rows (throughputs are reciprocals of latencies, and the rank test is invariant to that);
+* training metrics: the same test on the per-seed values, when both sides have two or more;
+* deterministic metrics (parameters, FLOPs, peak memory): any difference is real;
+* anything else (one sample per side) is reported as untested, never as a regression.
+
+A cell that ran on BASE but failed on NEW (out of memory, error) counts as a regression;
+cells present on one side only are listed and are not an error. With many cells some will
+be "significant" by chance at alpha = 0.05; the threshold is what keeps those small chance
+differences from failing a CI job.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mixbench.errors import UsageError
+from mixbench.results import ENVIRONMENT_FACTS, Metric, resolve_metric
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+ALPHA = 0.05
+# What a cell measures: never paired across, even when it is constant within each run.
+MEASURED_FIELDS = frozenset({"mixer", "optimizer", "task", "tokens", "grid", "level", "mode"})
+POOLED_FIELDS = frozenset({"repeat", "seed"})
+BOOKKEEPING_FIELDS = frozenset({"out", "json", "quiet", "timeout", "run_id", "repeats"})
+REGRESSION_VERDICTS = frozenset({"regressed", "broke"})
+
+
+@dataclass(frozen=True)
+class MannWhitney:
+    """Result of a two-sided Mann-Whitney U test (normal approximation)."""
+
+    u: float  # U statistic of the first sample
+    z: float  # standardised |U - mean|, after tie and continuity corrections
+    p: float  # two-sided p-value
+
+
+def mann_whitney_u(x: Sequence[float], y: Sequence[float]) -> MannWhitney:
+    """Two-sided Mann-Whitney U test by the normal approximation, with tie correction.
+
+    U counts the pairs (x_i, y_j) with x_i > y_j (ties count a half). Under the null
+    hypothesis that both samples come from one distribution, U has mean n1 n2 / 2 and
+    variance n1 n2 / 12 * ((n + 1) - sum(t^3 - t) / (n (n - 1))), t running over the sizes of
+    groups of tied values (Lehmann, *Nonparametrics*, 1975, ch. 1). A continuity correction
+    of 1/2 is applied, as in most statistics packages. Adequate from about eight samples
+    per side; below that the p-value is approximate.
+    """
+    n1, n2 = len(x), len(y)
+    if n1 == 0 or n2 == 0:
+        raise ValueError("the Mann-Whitney test needs at least one value on each side")
+    pooled = sorted([(float(v), 0) for v in x] + [(float(v), 1) for v in y])
+    n = n1 + n2
+    rank_sum_x = 0.0
+    tie_term = 0.0
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and pooled[j + 1][0] == pooled[i][0]:
+            j += 1
+        average_rank = (i + j) / 2 + 1  # ranks are 1-based
+        size = j - i + 1
+        tie_term += size**3 - size
+        rank_sum_x += average_rank * sum(1 for k in range(i, j + 1) if pooled[k][1] == 0)
+        i = j + 1
+    u = rank_sum_x - n1 * (n1 + 1) / 2
+    mean = n1 * n2 / 2
+    variance = n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
+    if variance <= 0:  # every value tied: no evidence of any difference
+        return MannWhitney(u=u, z=0.0, p=1.0)
+    z = max(abs(u - mean) - 0.5, 0.0) / math.sqrt(variance)
+    p = min(1.0, math.erfc(z / math.sqrt(2)))  # two-sided: 2 * (1 - Phi(z))
+    return MannWhitney(u=u, z=z, p=p)
+
+
+def parse_threshold(text: str) -> float:
+    """``"5%"``, ``"5"`` and ``"0.05"`` all mean five per cent."""
+    raw = text.strip()
+    try:
+        value = float(raw.rstrip("%").strip())
+    except ValueError:
+        raise UsageError(f"--threshold: {text!r} is not a percentage (e.g. 5%)") from None
+    if raw.endswith("%") or value >= 1:
+        value /= 100
+    if not 0 <= value < 10:
+        raise UsageError(f"--threshold: {text!r} must be a non-negative percentage")
+    return value
+
+
+@dataclass
+class Side:
+    """One cell on one side of the comparison, its repeats or seeds pooled."""
+
+    status: str
+    value: float
+    values: list[float]
+    samples: list[float]
+    count: int
+
+
+@dataclass
+class Pair:
+    """A cell found in both runs, and the verdict on its change."""
+
+    label: dict[str, Any]
+    base: Side
+    new: Side
+    ratio: float  # new / base
+    p: float | None
+    verdict: str  # regressed | improved | unchanged | within threshold | untested | broke | ...
+
+    @property
+    def regressed(self) -> bool:
+        return self.verdict in REGRESSION_VERDICTS
+
+
+@dataclass
+class Comparison:
+    """Every pair, the one-sided cells, and how the two runs differ."""
+
+    metric: Metric
+    threshold: float
+    alpha: float
+    pairs: list[Pair]
+    only_base: list[dict[str, Any]] = field(default_factory=list)
+    only_new: list[dict[str, Any]] = field(default_factory=list)
+    paired_across: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    environment: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def regressions(self) -> list[Pair]:
+        return [p for p in self.pairs if p.regressed]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when any cell regressed (for CI), else 0."""
+        return 1 if self.regressions else 0
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for pair in self.pairs:
+            out[pair.verdict] = out.get(pair.verdict, 0) + 1
+        return out
+
+
+def compare_results(
+    base: pd.DataFrame,
+    new: pd.DataFrame,
+    *,
+    metric: str | None = "latency",
+    threshold: float = 0.05,
+    alpha: float = ALPHA,
+) -> Comparison:
+    """Pair the cells of two result frames (from ``load_results``) and judge each change."""
+    kind = _common_kind(base, new)
+    base, new = base[base["kind"] == kind], new[new["kind"] == kind]
+    chosen = resolve_metric(metric, kind, [*base.columns, *new.columns])
+    for name, frame in (("BASE", base), ("NEW", new)):
+        if chosen.name not in frame.columns:
+            raise UsageError(f"--metric: {name} has no {chosen.name!r} column")
+    config = sorted(
+        set(base.attrs.get("config_columns", ())) | set(new.attrs.get("config_columns", ()))
+    )
+    if not config:
+        raise UsageError("cannot tell which columns are the configuration of these results")
+    across = _run_level_differences(base, new, config)
+    identity = [
+        c
+        for c in config
+        if c not in across
+        and c not in POOLED_FIELDS
+        and c not in BOOKKEEPING_FIELDS
+        and c in base.columns
+        and c in new.columns
+    ]
+    base_cells = _cells(base, identity, chosen, kind)
+    new_cells = _cells(new, identity, chosen, kind)
+    shown = _label_fields(identity, [*base_cells, *new_cells])
+    pairs = []
+    for key in base_cells:
+        if key in new_cells:
+            label = {name: value for name, value in key if name in shown}
+            pairs.append(_judge(label, base_cells[key], new_cells[key], chosen, threshold, alpha))
+    only_base = [{n: v for n, v in k if n in shown} for k in base_cells if k not in new_cells]
+    only_new = [{n: v for n, v in k if n in shown} for k in new_cells if k not in base_cells]
+    environment = {}
+    for fact in ENVIRONMENT_FACTS:
+        old, now = _constant(base, fact), _constant(new, fact)
+        if old != now:
+            environment[fact] = (old, now)
+    return Comparison(chosen, threshold, alpha, pairs, only_base, only_new, across, environment)
+
+
+def _common_kind(base: pd.DataFrame, new: pd.DataFrame) -> str:
+    kinds = []
+    for name, frame in (("BASE", base), ("NEW", new)):
+        if frame.empty or "kind" not in frame.columns:
+            raise UsageError(f"{name}: no readable results")
+        kinds.append(set(frame["kind"].dropna()))
+    common = kinds[0] & kinds[1]
+    if not common:
+        raise UsageError("BASE and NEW hold different kinds of results; nothing to pair")
+    return "bench" if "bench" in common else sorted(common)[0]
+
+
+def _constant(frame: pd.DataFrame, name: str) -> Any:
+    """The single value of a column (a tuple of values when it has several)."""
+    if name not in frame.columns:
+        return None
+    values = sorted({str(v) for v in frame[name]})
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _run_level_differences(
+    base: pd.DataFrame, new: pd.DataFrame, config: list[str]
+) -> dict[str, tuple[Any, Any]]:
+    """Settings constant within each run but different between them: what is compared."""
+    across = {}
+    for name in config:
+        if name in MEASURED_FIELDS or name in POOLED_FIELDS or name in BOOKKEEPING_FIELDS:
+            continue
+        in_base, in_new = name in base.columns, name in new.columns
+        if in_base and in_new:
+            if base[name].nunique(dropna=False) == 1 and new[name].nunique(dropna=False) == 1:
+                old, now = base[name].iloc[0], new[name].iloc[0]
+                if str(old) != str(now):
+                    across[name] = (_plain(old), _plain(now))
+        elif in_base != in_new:  # an option one side's version did not record
+            frame = base if in_base else new
+            if frame[name].nunique(dropna=False) == 1:
+                value = _plain(frame[name].iloc[0])
+                across[name] = (value, None) if in_base else (None, value)
+    return across
+
+
+def _cells(
+    frame: pd.DataFrame, identity: list[str], metric: Metric, kind: str
+) -> dict[tuple[tuple[str, Any], ...], Side]:
+    import pandas as pd
+
+    cells: dict[tuple[tuple[str, Any], ...], Side] = {}
+    if frame.empty:
+        return cells
+    for labels, group in frame.groupby(identity, dropna=False, sort=False):
+        labels = labels if isinstance(labels, tuple) else (labels,)
+        key = tuple((n, _key_value(v)) for n, v in zip(identity, labels, strict=True))
+        values = pd.to_numeric(group[metric.name], errors="coerce")
+        ok = (group["status"] == "ok").to_numpy() & values.notna().to_numpy()
+        good = [float(v) for v in values[ok]]
+        samples: list[float] = []
+        if metric.timing and "samples_ms" in group.columns:
+            for row_samples in group["samples_ms"][ok]:
+                if isinstance(row_samples, list):
+                    samples.extend(float(s) for s in row_samples)
+        if not good:
+            statuses = group["status"][group["status"] != "ok"]
+            status = str(statuses.mode().iloc[0]) if len(statuses) else "missing"
+            cells[key] = Side(status, math.nan, [], [], len(group))
+            continue
+        center = sum(good) / len(good) if kind == "train" else float(pd.Series(good).median())
+        cells[key] = Side("ok", center, good, samples, len(group))
+    return cells
+
+
+def _label_fields(identity: list[str], keys: list[tuple[tuple[str, Any], ...]]) -> list[str]:
+    """The identity fields needed to tell the cells apart, mixer first.
+
+    A field is shown only when it separates cells the fields already shown do not (the
+    token grid follows the token count, so it is left out for 1-D runs).
+    """
+    priority = [n for n in ("mixer", "optimizer", "task", "tokens") if n in identity]
+    shown: list[str] = ["mixer"] if "mixer" in identity else []
+    records = [dict(k) for k in keys]
+    for name in dict.fromkeys(priority + identity):
+        if name in shown:
+            continue
+        seen: dict[tuple[Any, ...], Any] = {}
+        for record in records:
+            prefix = tuple(record.get(n) for n in shown)
+            if seen.setdefault(prefix, record.get(name)) != record.get(name):
+                shown.append(name)
+                break
+    return shown or identity[:1]
+
+
+def _judge(
+    label: dict[str, Any], base: Side, new: Side, metric: Metric, threshold: float, alpha: float
+) -> Pair:
+    if base.status != "ok" or new.status != "ok":
+        verdict = (
+            "failed in both"
+            if base.status != "ok" and new.status != "ok"
+            else "broke"
+            if base.status == "ok"
+            else "fixed"
+        )
+        return Pair(label, base, new, math.nan, None, verdict)
+    ratio = new.value / base.value if base.value else (math.inf if new.value else 1.0)
+    p: float | None = None
+    if len(base.samples) >= 2 and len(new.samples) >= 2:
+        p = mann_whitney_u(base.samples, new.samples).p
+        significant: bool | None = p < alpha
+    elif len(base.values) >= 2 and len(new.values) >= 2:
+        p = mann_whitney_u(base.values, new.values).p
+        significant = p < alpha
+    elif metric.deterministic:
+        significant = new.value != base.value
+    else:
+        significant = None
+    worse = ratio < 1 if metric.higher_is_better else ratio > 1
+    beyond = abs(ratio - 1) > threshold
+    if significant is None:
+        verdict = "untested"
+    elif not significant:
+        verdict = "unchanged"
+    elif not beyond:
+        verdict = "within threshold"
+    else:
+        verdict = "regressed" if worse else "improved"
+    return Pair(label, base, new, ratio, p, verdict)
+
+
+def _plain(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
+def _key_value(value: Any) -> Any:
+    """A label value that compares equal to itself (NaN and None both become None)."""
+    value = _plain(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+_STYLE = {"regressed": "bold red", "broke": "bold red", "improved": "green", "fixed": "green"}
+
+
+def render_comparison(comparison: Comparison, console: Any) -> None:
+    """Print the comparison as a rich table with a summary (for the CLI)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from mixbench.leaderboard import format_number
+
+    metric = comparison.metric
+    scale = metric.display_scale
+    for name, (old, now) in comparison.paired_across.items():
+        console.print(f"paired across differing [bold]{name}[/]: {old} → {now}")
+    for name, (old, now) in comparison.environment.items():
+        console.print(f"[yellow]runs differ in {name}:[/] {escape(str(old))} → {escape(str(now))}")
+    table = Table(
+        title=f"{metric.title()} · {metric.arrow} {metric.direction} · "
+        f"threshold {comparison.threshold:.1%}, alpha {comparison.alpha}",
+        title_justify="left",
+    )
+    for column in ("cell", "base", "new", "new/base", "p", "verdict"):
+        table.add_column(column, justify="left" if column in ("cell", "verdict") else "right")
+    for pair in comparison.pairs:
+        label = " ".join(f"{k}={v}" for k, v in pair.label.items())
+        base = (
+            format_number(pair.base.value * scale)
+            if pair.base.status == "ok"
+            else (pair.base.status)
+        )
+        new = (
+            format_number(pair.new.value * scale) if pair.new.status == "ok" else (pair.new.status)
+        )
+        ratio = "" if math.isnan(pair.ratio) else f"{pair.ratio:.3f}"
+        p = "" if pair.p is None else f"{pair.p:.2g}"
+        style = _STYLE.get(pair.verdict, "")
+        verdict = f"[{style}]{pair.verdict}[/]" if style else pair.verdict
+        table.add_row(escape(label), base, new, ratio, p, verdict)
+    console.print(table)
+    for side, cells in (("BASE", comparison.only_base), ("NEW", comparison.only_new)):
+        for cell in cells:
+            console.print(
+                f"only in {side}: " + escape(" ".join(f"{k}={v}" for k, v in cell.items()))
+            )
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(comparison.counts().items()))
+    outcome = (
+        f"[bold red]{len(comparison.regressions)} regression(s)[/]"
+        if comparison.regressions
+        else "[green]no regression[/]"
+    )
+    console.print(f"{len(comparison.pairs)} paired cell(s): {counts or 'none'}; {outcome}")

@@ -1,0 +1,131 @@
+"""Plots: PNGs with labelled axes, units, log scales where data span decades, legends."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from test_results import write_bench_run, write_train_run
+from typer.testing import CliRunner
+
+from mixbench.cli import app
+from mixbench.errors import UsageError
+from mixbench.plots import DPI, _pareto_front, plot
+from mixbench.results import load_results
+
+runner = CliRunner()
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def bench_frame(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("bench")
+    write_bench_run(root / "run", mixers=["attention", "pooling"], tokens=[256, 1024, 4096])
+    return load_results(root / "run")
+
+
+@pytest.fixture(scope="module")
+def train_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    accuracy = {
+        ("attention", "adam"): [0.97, 0.99],
+        ("attention", "sgd"): [0.90, 0.92],
+        ("pooling", "adam"): [0.30, 0.34],
+        ("identity", "adam"): [0.06, 0.07],
+    }
+    step_s = {"attention": 0.02, "pooling": 0.005, "identity": 0.002}
+    return write_train_run(root / "run", accuracy, step_s=step_s)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def legend_texts(figure) -> list[str]:  # type: ignore[no-untyped-def]
+    legends = [ax.get_legend() for ax in figure.axes if ax.get_legend()] + figure.legends
+    return [t.get_text() for legend in legends for t in legend.get_texts()]
+
+
+def test_scaling_is_log_log_with_exponents(bench_frame, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "scaling.png"
+    figure = plot(bench_frame, "scaling", out)
+    width, height = png_size(out)
+    assert width >= 5 * DPI and height >= 3 * DPI  # print resolution, not a thumbnail
+    (ax,) = figure.axes
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert "tokens" in ax.get_xlabel()
+    assert ax.get_ylabel() == "latency per batch, median (ms)"
+    exponents = {}
+    for text in legend_texts(figure):
+        match = re.match(r"(\w+) .*N\^\{(-?[\d.]+)\}", text)
+        assert match, text
+        exponents[match.group(1)] = float(match.group(2))
+    assert exponents["attention"] == pytest.approx(2.0, abs=0.05)
+    assert exponents["pooling"] == pytest.approx(1.0, abs=0.05)
+    assert "Test CPU 9000" in ax.get_title()  # what it ran on
+
+
+def test_memory_plot_in_mebibytes(bench_frame, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    figure = plot(bench_frame, "memory", tmp_path / "memory.png")
+    (ax,) = figure.axes
+    assert ax.get_ylabel() == "peak memory above baseline (MiB)"
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert figure.get_suptitle() == "Peak memory scaling"
+
+
+def test_curves_by_step_and_by_time(train_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "curves.png"
+    figure = plot(load_results(train_dir), "curves", out)
+    png_size(out)
+    by_step, by_time = figure.axes
+    assert by_step.get_xlabel() == "optimizer step"
+    assert by_time.get_xlabel() == "wall time (s)"
+    assert by_step.get_ylabel() == "validation accuracy (%)"
+    labels = legend_texts(figure)
+    assert "attention / adam (2 seeds)" in labels and len(labels) == 4
+    final = max(line.get_ydata()[-1] for line in by_step.get_lines())
+    assert final == pytest.approx(98.0)  # mean of the two seeds, in per cent
+
+
+def test_pareto_front_and_axes(train_dir: Path, tmp_path: Path) -> None:
+    figure = plot(load_results(train_dir), "pareto", tmp_path / "pareto.png")
+    (ax,) = figure.axes
+    assert ax.get_xlabel() == "training throughput (samples/s, higher is better)"
+    assert ax.get_ylabel() == "final validation accuracy (%)"
+    assert ax.get_xscale() == "log"  # 1,600 to 16,000 samples/s spans a decade
+    assert "Pareto front" in legend_texts(figure)
+    # attention/sgd is slower and less accurate than attention/adam: dominated.
+    points = [(1.0, 98.0), (1.0, 91.0), (4.0, 32.0), (10.0, 6.5)]
+    assert _pareto_front(points) == [(1.0, 98.0), (4.0, 32.0), (10.0, 6.5)]
+
+
+def test_cli_plot_writes_png(bench_frame, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "figs" / "s.png"
+    run_dir = bench_frame["run_dir"].iloc[0]
+    result = runner.invoke(app, ["plot", run_dir, "--kind", "scaling", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    png_size(out)
+    result = runner.invoke(app, ["plot", run_dir, "--kind", "violin"])
+    assert result.exit_code == 2 and "scaling, memory, curves, pareto" in result.output
+    result = runner.invoke(app, ["plot", run_dir, "--kind", "curves", "-o", str(out)])
+    assert result.exit_code == 2 and "train results" in result.output
+
+
+def test_without_matplotlib_says_how_to_install(
+    bench_frame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(UsageError, match=r"pip install 'mixbench\[plot\]'"):
+        plot(bench_frame, "scaling", tmp_path / "x.png")
+    run_dir = bench_frame["run_dir"].iloc[0]
+    result = runner.invoke(app, ["plot", run_dir, "--kind", "scaling"])
+    assert result.exit_code == 2
+    assert "pip install 'mixbench[plot]'" in result.output
