@@ -1,0 +1,1 @@
+"""Built-in mixbench plugins: mixers, optimizers and tasks, registered via entry points."""

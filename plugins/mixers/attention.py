@@ -1,0 +1,157 @@
+"""Multi-head self-attention: the O(N^2) baseline every other mixer is compared against.
+
+Vaswani et al. 2017, "Attention Is All You Need", https://arxiv.org/abs/1706.03762.
+
+Written nanoGPT-style: one fused qkv projection, ``scaled_dot_product_attention`` for the
+attention itself, one output projection. No mask is ever passed, so PyTorch is free to pick
+its fused kernel; which kernel ran is recorded in :meth:`Attention.runtime_info`, because it
+changes peak memory completely (the CPU flash kernel never materialises the N x N scores,
+the math path does).
+
+FLOP accounting (see :meth:`Attention.extra_flops`): ``FlopCounterMode`` counts the two
+projections, and on CUDA and on the math path it also counts the two attention matmuls.
+It does *not* know the CPU flash kernel (``aten._scaled_dot_product_flash_attention_for_cpu``
+is missing from ``torch.utils.flop_counter.flop_registry`` in torch 2.13): an attention
+model measured on CPU would otherwise read as projections only. So the mixer adds those
+matmuls itself when the last forward ran that uncounted kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mixbench
+from mixbench.errors import IncompatibleError, OptionError
+
+# FLOPs per attention score that no counter sees: 1 for the 1/sqrt(d) scale, and 5 for the
+# softmax (running max, subtract, exp, sum, divide).
+SOFTMAX_FLOPS_PER_SCORE = 6
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over all N tokens of any grid (the grid is only a shape).
+
+    Options:
+        num_heads: number of heads; must divide ``dim``. The default 4 gives head_dim 16 at
+            the benchmark's usual width 64, and 16..128 across the s12 stages.
+        qkv_bias: add a bias to the fused q, k, v projection (off, as in most modern models).
+        dropout: dropout on the attention weights and on the output projection, in training
+            mode only. Note that on CPU a non-zero attention dropout forces SDPA's math path.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        grid: tuple[int, ...],
+        *,
+        num_heads: int = 4,
+        qkv_bias: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if num_heads < 1:
+            raise OptionError(f"mixer 'attention': num_heads must be >= 1, got {num_heads}")
+        if dim % num_heads != 0:
+            raise IncompatibleError(
+                f"mixer 'attention': num_heads={num_heads} does not divide dim={dim} "
+                f"(grid {tuple(grid)})"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise OptionError(f"mixer 'attention': dropout must be in [0, 1), got {dropout}")
+        self.dim = dim
+        self.grid = tuple(grid)
+        self.num_tokens = _prod(self.grid)
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_dropout = nn.Dropout(dropout)
+        self._last_backend: str | None = None
+        self._last_tokens = self.num_tokens
+        self._last_device_type = "cpu"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, channels = x.shape
+        # (B, N, 3C) -> three tensors of shape (B, heads, N, head_dim)
+        q, k, v = (
+            self.qkv(x)
+            .view(batch, tokens, 3, self.num_heads, self.head_dim)
+            .permute(2, 0, 3, 1, 4)
+            .unbind(0)
+        )
+        dropout_p = self.dropout if self.training else 0.0
+        self._record_backend(q, k, v, dropout_p)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        y = y.transpose(1, 2).reshape(batch, tokens, channels)
+        return self.proj_dropout(self.proj(y))
+
+    def _record_backend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float
+    ) -> None:
+        """Remember which SDPA kernel PyTorch picks for these inputs (for runtime_info and
+        extra_flops). ``torch._fused_sdp_choice`` is the function SDPA itself consults."""
+        self._last_tokens = q.shape[-2]
+        self._last_device_type = q.device.type
+        try:
+            from torch.nn.attention import SDPBackend
+
+            choice = torch._fused_sdp_choice(q, k, v, None, dropout_p, False)
+            self._last_backend = SDPBackend(choice).name.lower()
+        except Exception:  # private API: record "unknown" rather than fail a forward
+            self._last_backend = "unknown"
+
+    def runtime_info(self) -> dict[str, object]:
+        """Facts about the last forward: the SDPA kernel that ran, and that no mask was used
+        (so nothing here sends SDPA to the N x N math path except attention dropout)."""
+        return {
+            "sdpa_mask": False,
+            "sdpa_backend": self._last_backend,
+            "sdpa_flops_uncounted": self._sdpa_uncounted(),
+        }
+
+    def _sdpa_uncounted(self) -> bool:
+        """Whether FlopCounterMode missed the attention matmuls of the last forward."""
+        if self._last_backend != "flash_attention" or self._last_device_type != "cpu":
+            return False
+        from torch.utils.flop_counter import flop_registry
+
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu not in flop_registry
+
+    def extra_flops(self, batch_size: int) -> int:
+        """FLOPs per forward that ``FlopCounterMode`` does not count.
+
+        Model, with S = batch_size * num_heads * N * N attention scores:
+        * scaling and softmax: ``SOFTMAX_FLOPS_PER_SCORE`` (6) per score;
+        * when the last forward ran the CPU flash kernel, which the counter does not know,
+          also the two attention matmuls QK^T and PV: 2 * 2 * S * head_dim.
+        Dropout and the reshapes are not counted. N is the token count of the last forward
+        (the grid's, before any forward).
+        """
+        scores = batch_size * self.num_heads * self._last_tokens**2
+        flops = SOFTMAX_FLOPS_PER_SCORE * scores
+        if self._sdpa_uncounted():
+            flops += 2 * 2 * scores * self.head_dim
+        return flops
+
+
+def _prod(values: tuple[int, ...]) -> int:
+    result = 1
+    for value in values:
+        result *= value
+    return result
+
+
+@mixbench.hookimpl
+def register_mixers(register: Callable[..., object]) -> None:
+    register(
+        "attention",
+        Attention,
+        description="Multi-head self-attention (scaled_dot_product_attention)",
+        complexity="O(N^2)",
+        paper="Vaswani et al. 2017, https://arxiv.org/abs/1706.03762",
+    )
