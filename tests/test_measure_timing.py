@@ -71,9 +71,13 @@ def test_blocks_make_timer_overhead_negligible_for_a_no_op() -> None:
 def test_noisy_step_stops_at_the_time_cap_and_keeps_raw_samples() -> None:
     delays = itertools.cycle([0.001, 0.003])
     config = TimingConfig(
-        warmup_iters=2, warmup_s=0.0, min_time_s=0.02, max_time_s=0.15,
-        min_block_s=0.0, max_overhead=1.0,
-    )  # fmt: skip
+        warmup_iters=2,
+        warmup_s=0.0,
+        min_time_s=0.02,
+        max_time_s=0.15,
+        min_block_s=0.0,
+        max_overhead=1.0,
+    )
     result = measure(lambda: time.sleep(next(delays)), config)
     assert result.number == 1
     assert result.stop_reason == "time_cap"

@@ -58,13 +58,14 @@ def register_cpu_attention_formulas() -> None:
 
         @flop_counter.register_flop_formula(forward)
         def forward_flops(q: Any, k: Any, v: Any, *args: Any, **kwargs: Any) -> int:
-            return int(flop_counter.sdpa_flop_count(q, k, v))
+            return int(flop_counter.sdpa_flop_count(q, k, v))  # type: ignore[no-untyped-call]
 
     if backward is not None and backward not in flop_counter.flop_registry:
 
         @flop_counter.register_flop_formula(backward)
         def backward_flops(grad: Any, q: Any, k: Any, v: Any, *args: Any, **kwargs: Any) -> int:
-            return int(flop_counter.sdpa_backward_flop_count(grad, q, k, v))
+            count = flop_counter.sdpa_backward_flop_count
+            return int(count(grad, q, k, v))  # type: ignore[no-untyped-call]
 
 
 def module_extra_flops(module: Any, batch_size: int) -> int:

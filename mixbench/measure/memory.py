@@ -91,7 +91,7 @@ def _cpu_peak(step: Callable[[], Any]) -> MemoryResult:
 
 def cpu_allocation_events(prof: Any) -> list[int]:
     """Signed sizes of the CPU tensor allocation (+) and free (-) events, in time order."""
-    from torch.autograd import DeviceType
+    from torch.autograd import DeviceType  # type: ignore[attr-defined]
 
     cpu_like = {DeviceType.CPU, DeviceType.MKLDNN, DeviceType.IDEEP}
     events = [

@@ -21,7 +21,7 @@ from typing import Any
 from mixbench.measure.timing import TimingConfig, measure
 
 PROBE_TIMING = TimingConfig(
-    warmup_iters=3, warmup_s=0.1, min_time_s=0.3, max_time_s=1.0, min_samples=5
+    warmup_iters=3, warmup_s=0.05, min_time_s=0.2, max_time_s=0.6, min_samples=5
 )
 QUICK_PROBE_TIMING = TimingConfig(
     warmup_iters=2, warmup_s=0.0, min_time_s=0.1, max_time_s=0.3, min_samples=3

@@ -1,0 +1,435 @@
+"""One bench cell: build a mixer, block or model, measure it, and return a plain-JSON row.
+
+``run_cell`` is what an executor runs (in an isolated worker process, see
+``mixbench.worker``); it never raises. Every outcome is a row with a status:
+
+* ``ok``: measured;
+* ``skipped``: a valid option that cannot work with this grid (``IncompatibleError``),
+  with the mixer's message as the reason;
+* ``oom``: the allocator ran out of memory;
+* ``error``: any other exception (type and message), or a non-finite output or loss.
+
+Per cell, in this order: seed and threads are fixed; the module, inputs and (train mode)
+optimizer are built; with ``compile`` the first call is timed on its own as ``compile_s``;
+FLOPs are counted on the eager module; the step is timed (``mixbench.measure.timing``);
+then, in a separate pass since profiling perturbs timing, the step's peak memory is measured
+(``mixbench.measure.memory``).
+
+Modes: ``infer`` is one forward under ``torch.no_grad``; ``train`` is
+``optimizer.step(closure)`` where the closure zeroes gradients, runs forward and backward
+and returns the loss, so the optimizer's own work (and SAM's second pass) is part of the
+step's latency, and its state is reported as ``optimizer_state_bytes``.
+
+dtypes: in ``infer`` mode the module and inputs are cast with ``.to(dtype)`` (the
+deployment question); in ``train`` mode weights stay float32 and the step runs under
+``torch.autocast`` (mixed-precision training as practised).
+
+Row schema (``schema`` 1), one JSON object per cell, written once and never edited::
+
+    {"schema": 1, "kind": "bench", "key": str, "status": "ok|oom|error|timeout|skipped",
+     "reason": str | null, "run_id": str | null, "started_at": ISO-8601, "duration_s": float,
+     "config": {level, mixer, mixer_options, optimizer, optimizer_options, lr, mode,
+                tokens, grid, image_size, dim, batch_size, preset, device, dtype, threads,
+                compile, seed},
+     "metrics": {latency_ms_median, latency_ms_iqr, latency_ms_ci95: [lo, hi],
+                 latency_rel_iqr, noisy, samples_per_s, tokens_per_s,
+                 peak_mem_bytes, memory_method, weights_bytes, inputs_bytes,
+                 optimizer_state_bytes, params, flops, flops_counted, flops_analytic_extra,
+                 macs, gflops_per_s, frac_peak_flops, compile_s},
+     "samples_ms": [per-iteration latency of each timed block, ms],
+     "measurement": {warm-up and sampling settings, block size, stop reason, ...},
+     "runtime": {"mixer": runtime_info() of the mixer(s), "flops_by_op": {...},
+                 "complexity": str, "plugin": str, "grid_layout": str}}
+
+Units: latency in milliseconds per batch; memory in bytes; FLOPs per step (2 per
+multiply-add; ``macs`` separately); ``gflops_per_s`` in 10^9 FLOP/s.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mixbench.errors import IncompatibleError
+
+SCHEMA = 1
+NUM_CLASSES = 10  # model level: a small head, so the mixer and shell dominate
+VOCAB_SIZE = 1000  # model level on sequences: token ids below this
+
+
+class NonFiniteError(RuntimeError):
+    """The step produced NaN or infinity."""
+
+
+@dataclass
+class Built:
+    """What a cell measures: a module, its inputs, and a step function per mode."""
+
+    module: Any
+    inputs: Any
+    targets: Any
+    tokens: int
+    grid: tuple[int, ...]
+
+
+def _dtype(name: str) -> Any:
+    import torch
+
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+            name
+        ]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}") from None
+
+
+def build(config: Mapping[str, Any]) -> Built:
+    """The module and random inputs of a cell, on its device."""
+    import torch
+
+    from mixbench import api
+
+    level, name = config["level"], config["mixer"]
+    options = dict(config.get("mixer_options") or {})
+    batch, device = int(config["batch_size"]), config["device"]
+    grid = tuple(int(g) for g in config.get("grid") or ())
+    generator = torch.Generator().manual_seed(int(config.get("seed", 0)))
+    targets = None
+    if level in ("mixer", "block"):
+        dim = int(config["dim"])
+        if level == "mixer":
+            module = api.create_mixer(name, dim=dim, grid=grid, options=options)
+        else:
+            module = api.create_block(name, dim=dim, grid=grid, options=options)
+        inputs = torch.randn(batch, math.prod(grid), dim, generator=generator)
+        tokens = math.prod(grid)
+    elif level == "model":
+        extra: dict[str, Any] = {}
+        if config.get("dim") is not None:
+            extra["dim"] = int(config["dim"])
+        if config.get("image_size"):
+            size = int(config["image_size"])
+            module = api.create_model(
+                name,
+                preset=config.get("preset") or "tiny",
+                num_classes=NUM_CLASSES,
+                image_size=size,
+                options=options,
+                **extra,
+            )
+            inputs = torch.randn(batch, 3, size, size, generator=generator)
+            grid = tuple(module.grids[0])
+        else:
+            module = api.create_model(
+                name,
+                preset=config.get("preset") or "tiny",
+                num_classes=NUM_CLASSES,
+                seq_len=math.prod(grid),
+                vocab_size=VOCAB_SIZE,
+                options=options,
+                **extra,
+            )
+            inputs = torch.randint(0, VOCAB_SIZE, (batch, math.prod(grid)), generator=generator)
+        tokens = math.prod(grid)
+        targets = torch.randint(0, NUM_CLASSES, (batch,), generator=generator).to(device)
+    else:
+        raise ValueError(f"unknown level {level!r}; use mixer, block or model")
+    return Built(module.to(device), inputs.to(device), targets, tokens, grid)
+
+
+def _mixer_infos(module: Any) -> Any:
+    """``runtime_info()`` of every submodule that offers it; one dict when all agree."""
+    infos: list[Any] = []
+    for sub in module.modules():
+        method = getattr(sub, "runtime_info", None)
+        if callable(method):
+            info = _plain(method())
+            if info not in infos:
+                infos.append(info)
+    return infos[0] if len(infos) == 1 else infos or None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy of runtime facts (tensors and numbers to Python scalars)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "numel", lambda: 1)() == 1:
+        return _plain(item())
+    return repr(value)
+
+
+def _tensor_bytes(tensors: Any) -> int:
+    seen: set[int] = set()
+    total = 0
+    for tensor in tensors:
+        ptr = tensor.data_ptr()
+        if ptr and ptr not in seen:
+            seen.add(ptr)
+            total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def optimizer_state_bytes(optimizer: Any) -> int:
+    """Bytes of tensors held in optimizer state, wrapped base optimizers (SAM) included."""
+    import torch
+
+    tensors: list[Any] = []
+    pending, visited = [optimizer], set()
+    while pending:
+        opt = pending.pop()
+        if id(opt) in visited:
+            continue
+        visited.add(id(opt))
+        for state in opt.state.values():
+            tensors.extend(v for v in state.values() if isinstance(v, torch.Tensor))
+        pending.extend(v for v in vars(opt).values() if isinstance(v, torch.optim.Optimizer))
+    return _tensor_bytes(tensors)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    oom_types = tuple(
+        t
+        for t in (getattr(torch, "OutOfMemoryError", None), torch.cuda.OutOfMemoryError)
+        if t is not None
+    )
+    if isinstance(exc, (MemoryError, *oom_types)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+    )
+
+
+def _check_finite(value: Any, what: str) -> None:
+    import torch
+
+    if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all()):
+        raise NonFiniteError(f"non-finite values (NaN or inf) in the {what}")
+
+
+def prepare(built: Built, config: Mapping[str, Any]) -> Any:
+    """Put the module in the cell's mode and dtype; return the optimizer (train) or None."""
+    import torch
+
+    mode, dtype = config["mode"], _dtype(config.get("dtype", "float32"))
+    if mode == "train":
+        from mixbench import api
+
+        built.module.train()
+        return api.create_optimizer(
+            config["optimizer"],
+            built.module.parameters(),
+            lr=float(config.get("lr", 1e-3)),
+            options=dict(config.get("optimizer_options") or {}),
+        )
+    if mode != "infer":
+        raise ValueError(f"unknown mode {mode!r}; use infer or train")
+    built.module.eval()
+    if dtype is not torch.float32:
+        built.module.to(dtype)
+        if built.inputs.is_floating_point():
+            built.inputs = built.inputs.to(dtype)
+    return None
+
+
+class Steps:
+    """The infer or train step of a prepared cell, counting forward passes."""
+
+    def __init__(
+        self, built: Built, config: Mapping[str, Any], module: Any, optimizer: Any
+    ) -> None:
+        self.built, self.module, self.optimizer = built, module, optimizer
+        self.train = optimizer is not None
+        self.device_type = str(config["device"]).split(":")[0]
+        self.dtype = _dtype(config.get("dtype", "float32"))
+        self.forwards = 0
+        self.last: Any = None
+
+    def _loss(self, out: Any) -> Any:
+        import torch.nn.functional as F
+
+        if self.built.targets is not None:
+            return F.cross_entropy(out.float(), self.built.targets)
+        return out.float().pow(2).mean()
+
+    def closure(self) -> Any:
+        import torch
+
+        self.optimizer.zero_grad(set_to_none=True)
+        self.forwards += 1
+        if self.dtype is torch.float32:
+            loss = self._loss(self.module(self.built.inputs))
+        else:
+            with torch.autocast(self.device_type, dtype=self.dtype):
+                loss = self._loss(self.module(self.built.inputs))
+        loss.backward()
+        self.last = loss.detach()
+        return loss
+
+    def step(self) -> Any:
+        import torch
+
+        if self.optimizer is not None:
+            return self.optimizer.step(self.closure)
+        with torch.no_grad():
+            self.forwards += 1
+            self.last = self.module(self.built.inputs)
+        return self.last
+
+    def check_finite(self) -> None:
+        _check_finite(self.last, "loss" if self.train else "output")
+
+
+def measure_cell(
+    config: Mapping[str, Any], settings: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[float], dict[str, Any], dict[str, Any]]:
+    """(metrics, samples_ms, runtime, measurement) of one cell; raises on failure."""
+    import torch
+
+    from mixbench.measure.flops import count_flops
+    from mixbench.measure.memory import measure_peak_memory
+    from mixbench.measure.timing import TimingConfig, measure, thread_limit
+
+    timing = TimingConfig(**dict(settings.get("timing") or {}))
+    device = str(config["device"])
+    with thread_limit(config.get("threads")) as threads:
+        torch.manual_seed(int(config.get("seed", 0)))
+        built = build(config)
+        module = built.module
+        optimizer = prepare(built, config)
+        eager = Steps(built, config, module, optimizer)
+        flops = count_flops(
+            eager.step, module, int(config["batch_size"]), forward_passes=lambda: eager.forwards
+        )
+        eager.check_finite()
+        steps, compile_s = eager, None
+        if config.get("compile"):
+            steps = Steps(built, config, torch.compile(module), optimizer)
+            begin = time.perf_counter()
+            steps.step()
+            compile_s = time.perf_counter() - begin
+        result = measure(steps.step, timing, device=device, threads=threads)
+        steps.check_finite()
+        if optimizer is not None:
+            module.zero_grad(set_to_none=True)  # gradients count in the step's peak
+        memory = measure_peak_memory(steps.step, device)
+        steps.check_finite()
+
+    batch, median_s = int(config["batch_size"]), result.median_s
+    summary = result.summary
+    gflops = flops.flops / median_s / 1e9 if median_s > 0 else None
+    peak = (settings.get("probe") or {}).get("matmul_gflops")
+    metrics = {
+        "latency_ms_median": median_s * 1e3,
+        "latency_ms_iqr": summary.iqr * 1e3,
+        "latency_ms_ci95": [summary.ci95_low * 1e3, summary.ci95_high * 1e3],
+        "latency_rel_iqr": summary.rel_iqr,
+        "noisy": summary.noisy,
+        "samples_per_s": batch / median_s,
+        "tokens_per_s": batch * built.tokens / median_s,
+        "peak_mem_bytes": memory.peak_bytes,
+        "memory_method": memory.method,
+        "weights_bytes": _tensor_bytes([*module.parameters(), *module.buffers()]),
+        "inputs_bytes": _tensor_bytes([built.inputs]),
+        "optimizer_state_bytes": optimizer_state_bytes(optimizer) if optimizer else 0,
+        "params": sum(p.numel() for p in module.parameters()),
+        "flops": flops.flops,
+        "flops_counted": flops.counted_flops,
+        "flops_analytic_extra": flops.extra_flops,
+        "macs": flops.macs,
+        "gflops_per_s": gflops,
+        "frac_peak_flops": gflops / peak if gflops is not None and peak else None,
+        "compile_s": compile_s,
+    }
+    measurement = {**result.as_dict(), "timing": _plain(vars(timing))}
+    runtime = {
+        "mixer": _mixer_infos(module),
+        "flops_by_op": flops.by_op,
+        "forward_passes_per_step": flops.forward_passes,
+        "grid": list(built.grid),
+        "tokens": built.tokens,
+    }
+    samples_ms = [s * 1e3 for s in result.samples_s]
+    return metrics, samples_ms, runtime, measurement
+
+
+def run_cell(cell: Mapping[str, Any]) -> dict[str, Any]:
+    """Measure one cell and return its row; every failure becomes a status, never a raise.
+
+    ``cell`` is ``{"key", "config", "settings", "run_id"}``: ``config`` is what is measured
+    (it makes the key), ``settings`` how (timing budget, the run's probe results).
+    """
+    started = time.time()
+    row = base_row(cell, started)
+    config = row["config"]
+    try:
+        metrics, samples, runtime, measurement = measure_cell(config, cell.get("settings") or {})
+        row.update(metrics=metrics, samples_ms=samples, measurement=measurement)
+        row["runtime"].update(runtime)
+    except IncompatibleError as exc:
+        row.update(status="skipped", reason=str(exc))
+    except NonFiniteError as exc:
+        row.update(status="error", reason=str(exc))
+    except Exception as exc:  # a result with a status, never the end of the sweep
+        status = "oom" if _is_oom(exc) else "error"
+        row.update(status=status, reason=f"{type(exc).__name__}: {exc}")
+        row["runtime"]["traceback"] = traceback.format_exc(limit=8)
+    row["duration_s"] = round(time.time() - started, 3)
+    return _plain(row)  # type: ignore[no-any-return]
+
+
+def base_row(cell: Mapping[str, Any], started: float) -> dict[str, Any]:
+    """A row for ``cell`` with status ``ok`` and nothing measured yet."""
+    config = dict(cell["config"])
+    return {
+        "schema": SCHEMA,
+        "kind": cell.get("kind", "bench"),
+        "key": cell.get("key"),
+        "status": "ok",
+        "reason": None,
+        "config": config,
+        "metrics": {},
+        "samples_ms": [],
+        "measurement": {},
+        "runtime": _registry_facts(config.get("mixer")),
+        "started_at": _iso(started),
+        "duration_s": None,
+        "run_id": cell.get("run_id"),
+    }
+
+
+def failed_row(cell: Mapping[str, Any], status: str, reason: str, started: float) -> dict[str, Any]:
+    """The row of a cell that never returned one (its worker timed out or died)."""
+    row = base_row(cell, started)
+    row.update(status=status, reason=reason, duration_s=round(time.time() - started, 3))
+    return row
+
+
+def _registry_facts(name: Any) -> dict[str, Any]:
+    """What the registry says about the mixer (its stated complexity, for the tables)."""
+    try:
+        from mixbench.plugins import get_registry
+
+        entry = get_registry().get("mixer", str(name))
+    except Exception:  # an unknown name is reported by the measurement itself
+        return {}
+    return {"complexity": entry.complexity, "plugin": entry.plugin}
+
+
+def _iso(timestamp: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
