@@ -131,3 +131,19 @@ def test_registered_options_convert_from_strings() -> None:
     assert isinstance(module, Attention)
     assert module.num_heads == 8 and module.qkv.bias is not None
     assert module(_input((4, 4))).shape == (2, 16, DIM)
+
+
+def test_harness_flop_count_agrees_once_the_cpu_kernel_has_a_formula() -> None:
+    """mixbench.measure.flops teaches the counter the CPU flash kernel; the mixer then sees
+    the matmuls counted and stops adding them itself."""
+    from mixbench.measure.flops import count_flops
+
+    batch, tokens, heads = 2, 24, 4
+    module = Attention(DIM, (tokens,), num_heads=heads).eval()
+    x = _input((tokens,), batch=batch)
+    result = count_flops(lambda: module(x), module, batch)
+    assert module.runtime_info()["sdpa_flops_uncounted"] is False
+    scores = batch * heads * tokens * tokens
+    assert result.extra_flops == SOFTMAX_FLOPS_PER_SCORE * scores
+    projections = 2 * batch * tokens * DIM * (3 * DIM) + 2 * batch * tokens * DIM * DIM
+    assert result.counted_flops == projections + 2 * 2 * scores * (DIM // heads)
