@@ -58,8 +58,9 @@ class Leaderboard:
 
     ``cells`` is long-form: one row per (row labels, column value) with the aggregated
     ``value``, its ``spread`` (IQR of repeats for bench, standard deviation of seeds for
-    train), ``n`` results that went into it, ``failed`` results that did not, ``status``,
-    ``noisy``, ``rank`` within its column and ``best``.
+    train), ``low``/``high`` (the stored 95 % CI of a median latency), ``n`` results that
+    went into it, ``failed`` results that did not, ``status``, ``noisy``, ``rank`` within
+    its column and ``best``.
     """
 
     kind: str
@@ -145,7 +146,7 @@ class Leaderboard:
             marks.append(f"{NOISY_MARK} noisy (IQR/median > {NOISY_REL_SPREAD:.0%})")
         if self.kind == "train":
             marks.append("mean ± std over seeds")
-        elif self.cells["n"].max() > 1 if not self.cells.empty else False:
+        elif not self.cells.empty and int(self.cells["n"].max()) > 1:
             marks.append("median over repeats")
         if not self.cells.empty and bool((self.cells["failed"] > 0).any()):
             marks.append(f"{PARTIAL_MARK} some repeats or seeds failed")
@@ -293,20 +294,20 @@ def build_leaderboard(
             column_field = None
     else:
         rows = [f for f in BASE_ROWS[kind] if f in frame.columns]
+    if not rows:
+        raise UsageError("--group-by: give at least one column to use as row labels")
     if column_field not in frame.columns:
         column_field = None
-    split = _split_fields(frame, rows, column_field, config, automatic=not group_by)
+    split = [] if group_by else _split_fields(frame, rows, column_field, config)
     differing_facts = [f for f in facts if frame[f].nunique(dropna=False) > 1]
     for fact in differing_facts:
         values = ", ".join(sorted(str(v) for v in frame[fact].unique()))
         notes.append(f"runs differ in {fact} ({values}): shown as separate rows, never averaged")
     rows = rows + split + [f for f in differing_facts if f not in rows]
     if group_by:
-        for name in _split_fields(frame, rows, column_field, config, automatic=True):
+        for name in _split_fields(frame, rows, column_field, config):
             values = ", ".join(sorted(str(v) for v in frame[name].dropna().unique()))
             notes.append(f"aggregated over differing {name} ({values}) as --group-by asked")
-    if not rows:
-        raise UsageError("--group-by: give at least one column to use as row labels")
     cells = _aggregate(frame, chosen, kind, rows, column_field)
     columns = sorted(cells[column_field or "_all"].unique(), key=_sort_key)
     order = _row_order(cells, rows)
@@ -380,7 +381,7 @@ def _guess_config(frame: pd.DataFrame) -> list[str]:
 
 
 def _split_fields(
-    frame: pd.DataFrame, rows: list[str], column: str | None, config: list[str], *, automatic: bool
+    frame: pd.DataFrame, rows: list[str], column: str | None, config: list[str]
 ) -> list[str]:
     """Config fields that take several values inside one (row, column) cell.
 
@@ -388,8 +389,6 @@ def _split_fields(
     that follows the column (the token grid follows the token count) never varies inside a
     cell, so it is not added.
     """
-    if not automatic:
-        return []
     keys = [*rows, column] if column else list(rows)
     preferred = [f for f in CONTEXT_FIELDS["bench"] + CONTEXT_FIELDS["train"] if f in config]
     candidates = list(dict.fromkeys(preferred + sorted(config)))
@@ -420,7 +419,7 @@ def _aggregate(
         values = pd.to_numeric(group[metric.name], errors="coerce")
         good = values[(group["status"] == "ok").to_numpy() & values.notna().to_numpy()]
         record = dict(zip([*rows, column], labels, strict=True))
-        record.update(n=len(good), failed=len(group) - len(good))
+        record.update(n=len(good), failed=len(group) - len(good), low=math.nan, high=math.nan)
         if len(good) == 0:
             statuses = group["status"][group["status"] != "ok"]
             record.update(
@@ -448,6 +447,7 @@ def _aggregate(
                 or (len(good) > 1 and center > 0 and spread / center > NOISY_REL_SPREAD)
             )
             record.update(value=center, spread=spread, noisy=bool(noisy), status="ok")
+            record.update(_median_ci(group[group["status"] == "ok"], metric))
         records.append(record)
     cells = pd.DataFrame.from_records(records)
     ascending = not metric.higher_is_better
@@ -455,6 +455,15 @@ def _aggregate(
     counts = cells.groupby(column)["value"].transform("count")
     cells["best"] = (cells["rank"] == 1) & (counts > 1)
     return cells
+
+
+def _median_ci(rows: pd.DataFrame, metric: Metric) -> dict[str, float]:
+    """``low``/``high``: the stored 95 % CI of a median metric (median over repeats)."""
+    stem = metric.name.removesuffix("_median")
+    low, high = f"{stem}_ci95_lo", f"{stem}_ci95_hi"
+    if stem == metric.name or low not in rows.columns or high not in rows.columns:
+        return {}
+    return {"low": float(rows[low].median()), "high": float(rows[high].median())}
 
 
 def _own_iqr(group: pd.DataFrame, metric: Metric) -> float:

@@ -49,7 +49,7 @@ def _new_figure(panels: int = 1, rows: int = 1) -> tuple[Figure, list[Axes]]:
         from matplotlib.figure import Figure
     except ImportError:
         raise UsageError(INSTALL_HINT) from None
-    fig = Figure(figsize=(5.6 * panels, 4.2 * rows), layout="constrained")
+    fig = Figure(figsize=(5.6 * panels, 4.8 * rows), layout="constrained")
     axes = fig.subplots(rows, panels, squeeze=False)
     return fig, [ax for row in axes for ax in row]
 
@@ -109,16 +109,17 @@ def plot_scaling(
     )
     scale = board.metric.display_scale
     all_y: list[float] = []
+    with_ci = False
     for index, row in enumerate(board.row_order):
         cells = [board.cell(row, t) for t in board.columns]
         points = [
-            (float(c["tokens"]), c["value"] * scale, c["spread"] * scale)
+            (float(c["tokens"]), c["value"] * scale, c["low"] * scale, c["high"] * scale)
             for c in cells
             if c is not None and c["status"] == "ok"
         ]
         if not points:
             continue
-        xs, ys, spreads = zip(*points, strict=True)
+        xs, ys, lows, highs = zip(*points, strict=True)
         all_y.extend(ys)
         slope = loglog_slope(xs, ys)
         label = " ".join(
@@ -126,25 +127,29 @@ def plot_scaling(
         )
         if slope is not None:
             label += rf"  ($\propto N^{{{slope:.2f}}}$)"
-        errors = [0.0 if math.isnan(s) else s / 2 for s in spreads]
-        ax.errorbar(
-            xs,
-            ys,
-            yerr=errors if any(errors) else None,
-            label=label,
-            capsize=2,
-            linewidth=1.5,
-            **_style(ax, index),
+        has_ci = all(math.isfinite(v) for v in (*lows, *highs))
+        bars = (
+            [
+                [y - lo for y, lo in zip(ys, lows, strict=True)],
+                [hi - y for y, hi in zip(ys, highs, strict=True)],
+            ]
+            if has_ci
+            else None
         )
+        with_ci = with_ci or has_ci
+        ax.errorbar(xs, ys, yerr=bars, label=label, capsize=2, linewidth=1.5,
+                    **_style(ax, index))  # fmt: skip
     if not all_y:
         raise UsageError(f"no finished bench cells with {board.metric.name} to plot")
     _token_axis(ax, board.columns)
     ax.set_yscale("log" if _spans_decades(all_y) or len(board.columns) > 2 else "linear")
     ax.set_ylabel(board.metric.title())
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(
-        title="mixer (fitted exponent, largest 3 N)", fontsize="small", title_fontsize="small"
-    )
+    legend_title = "mixer (fitted exponent, largest 3 N)"
+    if with_ci:
+        legend_title += "\nbars: 95% CI of the median"
+    fig.legend(loc="outside lower center", ncols=2, title=legend_title, fontsize="small",
+               title_fontsize="small")  # fmt: skip
     subtitle = _wrap(
         [
             " · ".join(f"{k}={v}" for k, v in board.context.items()),
@@ -256,7 +261,8 @@ def plot_curves(frame: pd.DataFrame) -> Figure:
     fig.legend(
         handles,
         labels,
-        loc="outside right upper",
+        loc="outside lower center",
+        ncols=3,
         fontsize="small",
         title="mixer / optimizer",
         title_fontsize="small",

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from mixbench.cli import app
 from mixbench.errors import UsageError
+from mixbench.leaderboard import BEST_MARK
 from mixbench.plots import DPI, _pareto_front, plot
 from mixbench.results import load_results
 
@@ -129,3 +130,13 @@ def test_without_matplotlib_says_how_to_install(
     result = runner.invoke(app, ["plot", run_dir, "--kind", "scaling"])
     assert result.exit_code == 2
     assert "pip install 'mixbench[plot]'" in result.output
+
+
+def test_write_report_regenerates_every_artifact(train_dir: Path, tmp_path: Path) -> None:
+    from mixbench.commands.report import write_report
+
+    written = write_report([train_dir], tmp_path / "report", "train")
+    names = sorted(p.name for p in written)
+    assert names == ["curves.png", "leaderboard.csv", "leaderboard.json", "leaderboard.md",
+                     "pareto.png"]  # fmt: skip
+    assert BEST_MARK in (tmp_path / "report" / "leaderboard.md").read_text()
