@@ -38,6 +38,7 @@ CORE_COMMANDS: list[tuple[str, str, str]] = [
     ("info", "mixbench.commands.registry", "info_command"),
     ("plugins", "mixbench.commands.registry", "plugins_command"),
     ("env", "mixbench.commands.registry", "env_command"),
+    ("new-plugin", "mixbench.commands.authoring", "new_plugin_command"),
     ("leaderboard", "mixbench.commands.report", "leaderboard_command"),
     ("compare", "mixbench.commands.report", "compare_command"),
     ("plot", "mixbench.commands.report", "plot_command"),
