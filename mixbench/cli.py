@@ -42,6 +42,7 @@ CORE_COMMANDS: list[tuple[str, str, str]] = [
     ("leaderboard", "mixbench.commands.report", "leaderboard_command"),
     ("compare", "mixbench.commands.report", "compare_command"),
     ("plot", "mixbench.commands.report", "plot_command"),
+    ("train", "mixbench.commands.train", "train_command"),
 ]
 
 
