@@ -18,7 +18,10 @@ then, in a separate pass since profiling perturbs timing, the step's peak memory
 Modes: ``infer`` is one forward under ``torch.no_grad``; ``train`` is
 ``optimizer.step(closure)`` where the closure zeroes gradients, runs forward and backward
 and returns the loss, so the optimizer's own work (and SAM's second pass) is part of the
-step's latency, and its state is reported as ``optimizer_state_bytes``.
+step's latency, and its state is reported as ``optimizer_state_bytes``. At the mixer and
+block levels the inputs require grad, as inside a network, so backward includes the input
+gradient; a module without parameters (pooling) has no optimizer step, only forward and
+backward (``runtime.optimizer_step`` is false).
 
 dtypes: in ``infer`` mode the module and inputs are cast with ``.to(dtype)`` (the
 deployment question); in ``train`` mode weights stay float32 and the step runs under
@@ -229,6 +232,13 @@ def prepare(built: Built, config: Mapping[str, Any]) -> Any:
         from mixbench import api
 
         built.module.train()
+        if built.inputs.is_floating_point():
+            # Inside a network the gradient flows on through the mixer to the layers below,
+            # so its backward includes the input gradient (and a parameter-free mixer such
+            # as pooling has a backward at all).
+            built.inputs.requires_grad_(True)
+        if not any(p.requires_grad for p in built.module.parameters()):
+            return None  # nothing to update: the step is forward and backward
         return api.create_optimizer(
             config["optimizer"],
             built.module.parameters(),
@@ -252,7 +262,7 @@ class Steps:
         self, built: Built, config: Mapping[str, Any], module: Any, optimizer: Any
     ) -> None:
         self.built, self.module, self.optimizer = built, module, optimizer
-        self.train = optimizer is not None
+        self.train = config["mode"] == "train"
         self.device_type = str(config["device"]).split(":")[0]
         self.dtype = _dtype(config.get("dtype", "float32"))
         self.forwards = 0
@@ -268,7 +278,7 @@ class Steps:
     def closure(self) -> Any:
         import torch
 
-        self.optimizer.zero_grad(set_to_none=True)
+        self.clear_grads()
         self.forwards += 1
         if self.dtype is torch.float32:
             loss = self._loss(self.module(self.built.inputs))
@@ -279,10 +289,19 @@ class Steps:
         self.last = loss.detach()
         return loss
 
+    def clear_grads(self) -> None:
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            self.module.zero_grad(set_to_none=True)
+        self.built.inputs.grad = None
+
     def step(self) -> Any:
         import torch
 
-        if self.optimizer is not None:
+        if self.train:
+            if self.optimizer is None:
+                return self.closure()
             return self.optimizer.step(self.closure)
         with torch.no_grad():
             self.forwards += 1
@@ -323,8 +342,8 @@ def measure_cell(
             compile_s = time.perf_counter() - begin
         result = measure(steps.step, timing, device=device, threads=threads)
         steps.check_finite()
-        if optimizer is not None:
-            module.zero_grad(set_to_none=True)  # gradients count in the step's peak
+        if eager.train:
+            eager.clear_grads()  # gradients count in the step's peak
         memory = measure_peak_memory(steps.step, device)
         steps.check_finite()
 
@@ -359,6 +378,7 @@ def measure_cell(
         "mixer": _mixer_infos(module),
         "flops_by_op": flops.by_op,
         "forward_passes_per_step": flops.forward_passes,
+        "optimizer_step": optimizer is not None or config["mode"] != "train",
         "grid": list(built.grid),
         "tokens": built.tokens,
     }

@@ -32,14 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from mixbench.bench import failed_row
+from mixbench.errors import MixbenchError
 
 KIND_FUNCTIONS: dict[str, str] = {"bench": "mixbench.bench:run_cell"}
 START_TIMEOUT_S = 180.0  # importing torch and the plugins on a loaded machine
 POLL_S = 0.2
 
 
-class WorkerError(RuntimeError):
-    """The worker could not be started, or a ``call`` failed in it."""
+class WorkerError(MixbenchError):
+    """The worker could not be started, or a ``call`` failed in it (exit code 1)."""
 
 
 def _in_process_plugins() -> list[tuple[str, str]]:

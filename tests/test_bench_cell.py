@@ -140,6 +140,11 @@ def test_train_mode_counts_the_optimizer_state_and_sam_two_passes() -> None:
     assert sam["status"] == "ok", sam["reason"]
     assert sam["runtime"]["forward_passes_per_step"] == 2
     assert sam["metrics"]["flops"] > 1.5 * adam["metrics"]["flops"]
+    # a parameter-free mixer trains as forward and backward (to its input), no optimizer step
+    pooling = run_cell(cell(mode="train", optimizer="sgd"))
+    assert pooling["status"] == "ok", pooling["reason"]
+    assert pooling["runtime"]["optimizer_step"] is False
+    assert pooling["metrics"]["optimizer_state_bytes"] == 0
 
 
 def test_block_and_model_levels() -> None:

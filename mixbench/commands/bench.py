@@ -17,7 +17,9 @@ Nothing here imports torch at module level: ``mixbench --help`` stays fast.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +140,7 @@ def bench(
     ),
     preset: str = typer.Option("tiny", "--preset", help="Shell preset for --level model."),
     tokens: str | None = typer.Option(
-        None, "--tokens", help=f"Token counts N, e.g. 256,1024,4096 [default: {DEFAULT_TOKENS}]."
+        None, "--tokens", help=f"Token counts N, e.g. 256,1024,4096 (default: {DEFAULT_TOKENS})."
     ),
     layout: str = typer.Option(
         "2d",
@@ -149,10 +151,10 @@ def bench(
         None, "--image-size", help="Image sizes in pixels for --level model, e.g. 64,128."
     ),
     dim: int | None = typer.Option(
-        None, "--dim", help=f"Channels [default: {DEFAULT_DIM}; the preset's for --level model]."
+        None, "--dim", help=f"Channels (default: {DEFAULT_DIM}; the preset's for --level model)."
     ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", "-b", help=f"Batch size [default: {DEFAULT_BATCH}; --quick: 4]."
+        None, "--batch-size", "-b", help=f"Batch size (default: {DEFAULT_BATCH}; --quick: 4)."
     ),
     mode: str = typer.Option(
         "infer",
@@ -160,7 +162,7 @@ def bench(
         help="infer (forward) or train (forward, backward and an optimizer step).",
     ),
     optimizer: list[str] = typer.Option(
-        None, "--optimizer", help="Optimizer for --mode train (repeatable) [default: sgd]."
+        None, "--optimizer", help="Optimizer for --mode train (repeatable) (default: sgd)."
     ),
     optimizer_option: list[str] = typer.Option(
         None, "--optimizer-option", help="KEY=VALUE for the optimizers (repeatable)."
@@ -168,24 +170,24 @@ def bench(
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate for --mode train."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
-    threads: int | None = typer.Option(None, "--threads", help="torch threads [default: torch's]."),
+    threads: int | None = typer.Option(None, "--threads", help="torch threads (default: torch's)."),
     compile_: bool = typer.Option(
         False, "--compile", help="torch.compile the module (compile time reported apart)."
     ),
     repeats: int = typer.Option(5, "--repeats", help="Minimum number of timed samples per cell."),
     min_time: float | None = typer.Option(
-        None, "--min-time", help="Seconds of timed samples per cell at least [default: 1]."
+        None, "--min-time", help="Seconds of timed samples per cell at least (default: 1)."
     ),
     max_time: float | None = typer.Option(
         None,
         "--max-time",
-        help="Cap on timed seconds per cell when samples stay noisy [default: 10].",
+        help="Cap on timed seconds per cell when samples stay noisy (default: 10).",
     ),
     warmup_iters: int | None = typer.Option(
-        None, "--warmup-iters", help="Warm-up iterations at least [default: 10]."
+        None, "--warmup-iters", help="Warm-up iterations at least (default: 10)."
     ),
     warmup_time: float | None = typer.Option(
-        None, "--warmup-time", help="Warm-up seconds at least [default: 0.5]."
+        None, "--warmup-time", help="Warm-up seconds at least (default: 0.5)."
     ),
     timeout: float = typer.Option(
         600.0, "--timeout", help="Seconds before a cell is stopped and recorded as timeout."
@@ -344,6 +346,7 @@ def _run(
     rows: list[dict[str, Any]] = []
     status = "failed"
     progress = None
+    previous_term = _terminate_as_interrupt()
     try:
         with IsolatedRunner(timeout_s=timeout, log_path=run.path / "worker.log") as runner:
             config = options
@@ -385,6 +388,8 @@ def _run(
         status = "interrupted"
         raise typer.Exit(130) from None
     finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
         if progress is not None:
             progress.stop()
         counts: dict[str, int] = {}
@@ -398,6 +403,19 @@ def _run(
                 print_tables(rows, console)
             summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no cells"
             console.print(f"{summary}; results in [bold]{run.path}[/bold]")
+
+
+def _terminate_as_interrupt() -> Any:
+    """Make SIGTERM stop the run like Ctrl-C: the rows so far are kept, the manifest says
+    ``interrupted`` and the tables are written. Returns the previous handler (None when
+    not in the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _progress(console: Any, quiet: bool) -> Any:
