@@ -43,6 +43,7 @@ CORE_COMMANDS: list[tuple[str, str, str]] = [
     ("compare", "mixbench.commands.report", "compare_command"),
     ("plot", "mixbench.commands.report", "plot_command"),
     ("train", "mixbench.commands.train", "train_command"),
+    ("sweep", "mixbench.commands.sweep", "sweep_command"),
 ]
 
 
