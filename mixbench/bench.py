@@ -70,7 +70,7 @@ class NonFiniteError(RuntimeError):
 
 @dataclass
 class Built:
-    """What a cell measures: a module, its inputs, and a step function per mode."""
+    """What a cell measures: the module, its inputs, targets (model level) and token grid."""
 
     module: Any
     inputs: Any
