@@ -280,23 +280,28 @@ def test_results_schema_names_every_field_of_a_bench_row() -> None:
         assert undocumented(part, page) == []
 
 
+def train_rows(tmp_path: Path, *args: str) -> list[dict[str, Any]]:
+    """Rows of a real ``mixbench train`` run (its ``--json`` output)."""
+    import json
+
+    from mixbench.cli import app
+
+    result = CliRunner().invoke(app, ["train", *args, "--out", str(tmp_path), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
 def test_results_schema_names_every_field_of_a_train_row_and_manifest(
     example, tmp_path: Path
 ) -> None:
     import json
 
-    from mixbench.commands.train import run_grid
-
     example("register_tasks")  # the parity task from hooks.md
-    settings = {
-        "preset": "tiny", "depth": 1, "dim": 8, "steps": 3, "epochs": None, "batch_size": 16,
-        "schedule": "cosine", "warmup": 0.05, "eval_every": None, "target_acc": 0.5,
-        "stop_train_loss": None, "dtype": "float32", "sharpness": True, "sharpness_rho": 0.05,
-        "sharpness_steps": 1, "sharpness_batch": 32, "hessian": True,
-    }  # fmt: skip
-    (row,) = run_grid(
-        ["identity"], ["sgd"], ["parity"], [0], {"mixer": {}, "optimizer": {}, "task": {}},
-        settings, lr=None, device="cpu", out=tmp_path, as_json=True, quiet=True,
+    (row,) = train_rows(
+        tmp_path, "--mixer", "identity", "--optimizer", "sgd", "--task", "parity",
+        "--steps", "3", "--batch-size", "16", "--depth", "1", "--dim", "8",
+        "--target-acc", "0.5", "--sharpness", "--sharpness-steps", "1",
+        "--sharpness-batch", "32", "--hessian",
     )  # fmt: skip
     assert row["status"] == "ok", row["reason"]
     page = (DOCS / "results-schema.md").read_text()

@@ -122,7 +122,6 @@ def test_bench_counts_the_ffts_the_flop_counter_cannot_see(installed) -> None:
 def test_train_runs_fourier_with_lion_at_lions_default_rate(installed, tmp_path: Path) -> None:
     import torch
 
-    from mixbench.commands.train import run_grid
     from mixbench.tasks import TaskData
 
     def make_first_token(seed: int) -> TaskData:
@@ -137,18 +136,16 @@ def test_train_runs_fourier_with_lion_at_lions_default_rate(installed, tmp_path:
             register("first_token", make_first_token)
 
     plugins.register_plugin(Task(), "first-token")
-    settings = {
-        "preset": "tiny", "depth": 1, "dim": 16, "steps": 10, "epochs": None, "batch_size": 32,
-        "schedule": "cosine", "warmup": 0.1, "eval_every": 10, "target_acc": None,
-        "stop_train_loss": None, "dtype": "float32", "sharpness": False, "sharpness_rho": 0.05,
-        "sharpness_steps": 1, "sharpness_batch": 32, "hessian": False,
-    }  # fmt: skip
-    (row,) = run_grid(
-        ["fourier"], ["lion"], ["first_token"], [0], {"mixer": {}, "optimizer": {}, "task": {}},
-        settings, lr=None, device="cpu", out=tmp_path, as_json=True, quiet=True,
+    result = CliRunner().invoke(
+        app,
+        ["train", "--mixer", "fourier", "--optimizer", "lion", "--task", "first_token",
+         "--steps", "10", "--eval-every", "10", "--batch-size", "32", "--depth", "1",
+         "--dim", "16", "--out", str(tmp_path), "--json", "-q"],
     )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert row["status"] == "ok", row["reason"]
-    assert row["config"]["lr"] == 2e-4  # lion's registered default_lr
+    assert row["config"]["lr"] == 1e-3  # lion's registered default_lr
     metrics = row["metrics"]
     assert metrics["steps"] == metrics["grad_evals"] == 10
     assert math.isfinite(metrics["train_loss"])
