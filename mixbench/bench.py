@@ -57,7 +57,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mixbench.errors import IncompatibleError
+from mixbench.errors import ContractError, IncompatibleError
 
 SCHEMA = 1
 NUM_CLASSES = 10  # model level: a small head, so the mixer and shell dominate
@@ -327,6 +327,7 @@ def measure_cell(
     with thread_limit(config.get("threads")) as threads:
         torch.manual_seed(int(config.get("seed", 0)))
         built = build(config)
+        check_contract(config, built)
         module = built.module
         optimizer = prepare(built, config)
         eager = Steps(built, config, module, optimizer)
@@ -386,6 +387,26 @@ def measure_cell(
     return metrics, samples_ms, runtime, measurement
 
 
+def check_contract(config: Mapping[str, Any], built: Built) -> None:
+    """Hold the cell's mixer to the plugin contract before measuring it.
+
+    A mixer that changes the shape or mixes samples across the batch would otherwise be
+    timed as if nothing were wrong (or fail deep inside torch); the conformance kit's checks
+    raise ``ContractError`` naming the plugin, the mixer, the check and the shapes. They run
+    on a batch of three on the CPU, at the cell's width and token grid (for a whole model,
+    the first stage's).
+    """
+    from mixbench.testing import check_mixer_batch_independence, check_mixer_shape
+
+    options = dict(config.get("mixer_options") or {})
+    if config["level"] == "model":
+        dim, grid = int(built.module.preset.dims[0]), tuple(built.module.grids[0])
+    else:
+        dim, grid = int(config["dim"]), tuple(built.grid)
+    for check in (check_mixer_shape, check_mixer_batch_independence):
+        check(config["mixer"], dim=dim, grid=grid, options=options)
+
+
 def run_cell(cell: Mapping[str, Any]) -> dict[str, Any]:
     """Measure one cell and return its row; every failure becomes a status, never a raise.
 
@@ -401,6 +422,9 @@ def run_cell(cell: Mapping[str, Any]) -> dict[str, Any]:
         row["runtime"].update(runtime)
     except IncompatibleError as exc:
         row.update(status="skipped", reason=str(exc))
+    except ContractError as exc:
+        row.update(status="error", reason=str(exc))
+        row["runtime"]["contract_check"] = exc.check
     except NonFiniteError as exc:
         row.update(status="error", reason=str(exc))
     except Exception as exc:  # a result with a status, never the end of the sweep

@@ -34,16 +34,17 @@ app = typer.Typer(
 # (command name, module, function): each command lives in its own module under
 # mixbench/commands, imported at start-up only for its signature and help text.
 CORE_COMMANDS: list[tuple[str, str, str]] = [
+    ("bench", "mixbench.commands.bench", "bench"),
+    ("train", "mixbench.commands.train", "train_command"),
+    ("sweep", "mixbench.commands.sweep", "sweep_command"),
+    ("leaderboard", "mixbench.commands.report", "leaderboard_command"),
+    ("compare", "mixbench.commands.report", "compare_command"),
+    ("plot", "mixbench.commands.report", "plot_command"),
     ("list", "mixbench.commands.registry", "list_command"),
     ("info", "mixbench.commands.registry", "info_command"),
     ("plugins", "mixbench.commands.registry", "plugins_command"),
     ("env", "mixbench.commands.registry", "env_command"),
     ("new-plugin", "mixbench.commands.authoring", "new_plugin_command"),
-    ("leaderboard", "mixbench.commands.report", "leaderboard_command"),
-    ("compare", "mixbench.commands.report", "compare_command"),
-    ("plot", "mixbench.commands.report", "plot_command"),
-    ("train", "mixbench.commands.train", "train_command"),
-    ("sweep", "mixbench.commands.sweep", "sweep_command"),
 ]
 
 
@@ -66,9 +67,10 @@ def guard(func: F) -> F:
 def fail(message: str, code: int = 2) -> None:
     """Print ``Error: message`` to stderr and exit with ``code``."""
     from rich.console import Console
+    from rich.markup import escape
 
     Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"[bold red]Error:[/bold red] {message}", markup=True
+        f"[bold red]Error:[/bold red] {escape(message)}", markup=True
     )
     raise typer.Exit(code)
 

@@ -61,6 +61,8 @@ def _forward(entry: Entry, module: nn.Module, x: torch.Tensor, check: str) -> to
     except IncompatibleError:
         raise
     except Exception as exc:
+        if _is_out_of_memory(exc):
+            raise  # running out of memory is a resource limit, not a broken contract
         raise ContractError(entry.plugin, "mixer", entry.name, check,
                             f"forward on input {tuple(x.shape)} raised {type(exc).__name__}: {exc}"
                             ) from exc
@@ -68,6 +70,15 @@ def _forward(entry: Entry, module: nn.Module, x: torch.Tensor, check: str) -> to
         raise ContractError(entry.plugin, "mixer", entry.name, check,
                             f"forward returned {type(out).__name__}, not a tensor")
     return out
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
 
 
 def _input(grid: tuple[int, ...], dim: int, dtype: torch.dtype = torch.float32,
@@ -94,7 +105,7 @@ def check_mixer_shape(name: str, *, dim: int = DEFAULT_DIM, grid: tuple[int, ...
                                 f"gave output {tuple(out.shape)}; expected {tuple(x.shape)}")
         if not torch.isfinite(out).all():
             raise ContractError(entry.plugin, "mixer", name, "shape",
-                                f"output on grid {grid} has NaN or infinite values")
+                                f"output on grid {grid} has non-finite values (NaN or inf)")
 
 
 def check_mixer_gradients(name: str, *, dim: int = DEFAULT_DIM, grid: tuple[int, ...] = (64,),
@@ -191,7 +202,7 @@ def check_mixer_dtype(name: str, *, dtype: torch.dtype = torch.bfloat16, dim: in
                             f"input {dtype} gave output {out.dtype}")
     if not torch.isfinite(out).all():
         raise ContractError(entry.plugin, "mixer", name, f"dtype {dtype}",
-                            "output has NaN or infinite values")
+                            "output has non-finite values (NaN or inf)")
     scale = reference.abs().mean().item() + 1e-6
     err = (out.float() - reference).abs().mean().item() / scale
     if err > 0.1:

@@ -192,3 +192,30 @@ def test_unknown_mixer_is_an_error_row_not_an_exception() -> None:
     row = run_cell(cell(mixer="no-such-mixer"))
     assert row["status"] == "error"
     assert "no-such-mixer" in row["reason"]
+
+
+class BatchMixer(nn.Module):
+    """Breaks the contract: every sample sees the batch mean."""
+
+    def __init__(self, dim: int, grid: tuple[int, ...]) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x - x.mean(dim=0, keepdim=True))
+
+
+class ContractBreakers:
+    @mixbench.hookimpl
+    def register_mixers(self, register: Callable[..., object]) -> None:
+        register("batchy", BatchMixer)
+
+
+@pytest.mark.parametrize("level", ["mixer", "block", "model"])
+def test_a_contract_break_is_named_not_measured(level: str) -> None:
+    register_plugin(ContractBreakers(), "breakers")
+    row = run_cell(cell(mixer="batchy", level=level))
+    assert row["status"] == "error"
+    assert "'batchy' from plugin 'breakers' failed check 'batch independence'" in row["reason"]
+    assert row["runtime"]["contract_check"] == "batch independence"
+    assert row["metrics"] == {}

@@ -147,3 +147,24 @@ def test_harness_flop_count_agrees_once_the_cpu_kernel_has_a_formula() -> None:
     assert result.extra_flops == SOFTMAX_FLOPS_PER_SCORE * scores
     projections = 2 * batch * tokens * DIM * (3 * DIM) + 2 * batch * tokens * DIM * DIM
     assert result.counted_flops == projections + 2 * 2 * scores * (DIM // heads)
+
+
+def test_backend_math_forces_the_n_by_n_kernel_and_matches_auto() -> None:
+    from mixbench.measure.memory import measure_peak_memory
+
+    n, heads, batch = 512, 4, 2
+    torch.manual_seed(0)
+    auto = Attention(32, (n,), num_heads=heads)
+    torch.manual_seed(0)
+    math_ = Attention(32, (n,), num_heads=heads, backend="math")
+    x = torch.randn(batch, n, 32)
+    with torch.no_grad():
+        a, b = auto(x), math_(x)
+        scores = batch * heads * n * n * 4  # one float32 score matrix
+        peak_math = measure_peak_memory(lambda: math_(x)).peak_bytes
+        peak_auto = measure_peak_memory(lambda: auto(x)).peak_bytes
+    assert math_.runtime_info()["sdpa_backend"] == "math"
+    assert torch.allclose(a, b, atol=1e-5)
+    assert peak_math is not None and peak_auto is not None
+    assert peak_math >= scores  # the N x N matrix is really materialised
+    assert peak_auto < scores / 4  # the flash kernel never builds it

@@ -19,6 +19,7 @@ matmuls itself when the last forward ran that uncounted kernel.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,9 @@ class Attention(nn.Module):
         qkv_bias: add a bias to the fused q, k, v projection (off, as in most modern models).
         dropout: dropout on the attention weights and on the output projection, in training
             mode only. Note that on CPU a non-zero attention dropout forces SDPA's math path.
+        backend: ``auto`` lets PyTorch choose the SDPA kernel (on CPU a flash kernel whose
+            memory grows as O(N)); ``math`` forces the textbook kernel that materialises the
+            N x N score matrix, to measure attention as most implementations run it.
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class Attention(nn.Module):
         num_heads: int = 4,
         qkv_bias: bool = False,
         dropout: float = 0.0,
+        backend: Literal["auto", "math"] = "auto",
     ) -> None:
         super().__init__()
         if num_heads < 1:
@@ -68,6 +73,7 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.dropout = dropout
+        self.backend = backend
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_dropout = nn.Dropout(dropout)
@@ -86,7 +92,13 @@ class Attention(nn.Module):
         )
         dropout_p = self.dropout if self.training else 0.0
         self._record_backend(q, k, v, dropout_p)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        if self.backend == "math":
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            with sdpa_kernel(SDPBackend.MATH):
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         y = y.transpose(1, 2).reshape(batch, tokens, channels)
         return self.proj_dropout(self.proj(y))
 
@@ -97,6 +109,9 @@ class Attention(nn.Module):
         extra_flops). ``torch._fused_sdp_choice`` is the function SDPA itself consults."""
         self._last_tokens = q.shape[-2]
         self._last_device_type = q.device.type
+        if self.backend == "math":
+            self._last_backend = "math"
+            return
         try:
             from torch.nn.attention import SDPBackend
 
