@@ -16,15 +16,17 @@ A sweep file holds one or more grids of ``bench`` and/or ``train`` cells::
     optimizer = "adamw"                     # a scalar is fixed
     seed = [0, 1]
     steps = 100
-    mixer_option = {pool_size = 3}          # KEY=VALUE options as a table; a list of
-                                            # tables is an axis of option sets
+    mixer_option = {pooling = {pool_size = 5}}  # --mixer-option pooling.pool_size=5; a
+                                                # list of tables is an axis of option sets
     exclude = [{mixer = "pooling", seed = 1}]             # drop matching combinations
     include = [{mixer = "mlp", seed = 0}]                 # add: the grid with these keys
 
 Every option of ``mixbench bench`` / ``mixbench train`` is a key, spelled as the flag
 (``batch-size``) or with underscores (``batch_size``); the keys are read from the commands'
-own signatures, and each combination is planned by the command's own planner, so a cell from
-a sweep has exactly the key the same settings give on the command line.
+own signatures (``mixbench.grids`` reads one grid table), and each combination is planned
+by the command's own planner, so a cell from a sweep has exactly the key the same settings
+give on the command line. A sweep's identity is the set of its cell keys (`sweep_hash`): a
+run directory records it, and resuming with a file that now means other cells is refused.
 
 Validation happens in two passes, both before the first cell runs. The first needs no torch:
 TOML syntax, keys, value types, the names of mixers, optimizers, tasks and executors and

@@ -79,7 +79,7 @@ def sweep_command(
     """
     from mixbench.cli import parse_key_values
     from mixbench.namecache import NameCheck, known_names
-    from mixbench.store import RunDir, read_manifest
+    from mixbench.store import RunDir, read_manifest, safe_name
     from mixbench.sweep import parse_sweep, read_sweep
 
     if sweep_file is None and resume is None:
@@ -127,7 +127,7 @@ def sweep_command(
     ]
     for item in executor_option or []:
         resume_argv += ["--executor-option", item]
-    run = RunDir(resume) if resume is not None else RunDir.create(out, sweep.file.name)
+    run = RunDir(resume) if resume is not None else RunDir.create(out, safe_name(sweep.file.name))
     with _locked(run.path):
         run_sweep(
             sweep=sweep,
@@ -310,7 +310,11 @@ def run_sweep(
     stop = StopRequest(on_stop)
     try:
         with stop.installed():
-            if executor_name == "ray" and not quiet:
+            if not todo:
+                say(f"nothing to run: all {tally.total} cells have rows")
+                status = "complete"
+                return
+            if executor_name == "ray":
                 say("starting Ray (a local instance takes several seconds)...")
             executor = create_executor(
                 executor_name,
