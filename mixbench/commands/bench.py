@@ -20,6 +20,7 @@ import json
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,7 @@ def bench(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for weights and inputs."),
     out: Path = typer.Option(
-        Path("results"), "--out", help="Directory under which the run directory is created."
+        Path("results/runs"), "--out", help="Directory under which the run directory is created."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print each row as a JSON line on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no tables."),
@@ -203,6 +204,88 @@ def bench(
     ),
 ) -> None:
     """Measure latency, throughput, peak memory and FLOPs of token mixers as N grows."""
+    plan = plan_bench(
+        mixer=mixer,
+        mixer_option=mixer_option,
+        level=level,
+        preset=preset,
+        tokens=tokens,
+        layout=layout,
+        image_size=image_size,
+        dim=dim,
+        batch_size=batch_size,
+        mode=mode,
+        optimizer=optimizer,
+        optimizer_option=optimizer_option,
+        lr=lr,
+        device=device,
+        dtype=dtype,
+        threads=threads,
+        compile_=compile_,
+        repeats=repeats,
+        min_time=min_time,
+        max_time=max_time,
+        warmup_iters=warmup_iters,
+        warmup_time=warmup_time,
+        seed=seed,
+        quick=quick,
+    )
+    from mixbench.environment import collect_environment
+
+    _run(
+        cells=plan.cells,
+        timing=plan.timing,
+        out=out,
+        quick=quick,
+        as_json=as_json,
+        quiet=quiet,
+        timeout=timeout,
+        environment=collect_environment(plan.fixed["device"]),
+        options={**plan.options, "timeout_s": timeout},
+    )
+
+
+@dataclass
+class BenchPlan:
+    """Everything ``mixbench bench`` decides before measuring: the cells and how to time them."""
+
+    cells: list[Any]
+    timing: dict[str, Any]
+    fixed: dict[str, Any]
+    options: dict[str, Any]  # the resolved command line, for the manifest
+
+
+def plan_bench(
+    *,
+    mixer: list[str] | None,
+    mixer_option: list[str] | None,
+    level: str,
+    preset: str,
+    tokens: str | None,
+    layout: str,
+    image_size: str | None,
+    dim: int | None,
+    batch_size: int | None,
+    mode: str,
+    optimizer: list[str] | None,
+    optimizer_option: list[str] | None,
+    lr: float,
+    device: str,
+    dtype: str,
+    threads: int | None,
+    compile_: bool,
+    repeats: int,
+    min_time: float | None,
+    max_time: float | None,
+    warmup_iters: int | None,
+    warmup_time: float | None,
+    seed: int,
+    quick: bool,
+) -> BenchPlan:
+    """Check every option, name and timing setting and plan the cells; run nothing.
+
+    Raises ``UsageError`` for anything the command rejects, before any measurement.
+    """
     from mixbench.cli import parse_key_values
 
     for name, value, accepted in (
@@ -220,13 +303,15 @@ def bench(
     for name, number in (("--batch-size", batch_size), ("--repeats", repeats)):
         if number < 1:
             raise UsageError(f"{name} must be at least 1")
+    if threads is not None and threads < 1:
+        raise UsageError("--threads must be at least 1")
     sizes = _sizes(tokens, image_size, layout, level)
     raw_mixer_options = parse_key_values(mixer_option, "--mixer-option")
     raw_optimizer_options = parse_key_values(optimizer_option, "--optimizer-option")
     if mode == "infer" and (optimizer or raw_optimizer_options):
         raise UsageError("--optimizer applies to --mode train")
 
-    from mixbench.environment import collect_environment, resolve_device
+    from mixbench.environment import resolve_device
     from mixbench.plugins import get_registry
 
     registry = get_registry()
@@ -243,7 +328,7 @@ def bench(
     import torch
 
     resolved = resolve_device(device)
-    threads_used = threads if threads and threads > 0 else torch.get_num_threads()
+    threads_used = threads if threads else torch.get_num_threads()
     fixed = {
         "level": level,
         "mode": mode,
@@ -282,30 +367,44 @@ def bench(
         TimingConfig(**timing)
     except ValueError as exc:
         raise UsageError(f"timing options: {exc}") from None
+    options = {
+        "mixers": mixers,
+        "mixer_options": raw_mixer_options,
+        "optimizers": [o for o in optimizers if o],
+        "optimizer_options": raw_optimizer_options,
+        "tokens": [s[0] for s in sizes if s[0]],
+        "image_sizes": [s[2] for s in sizes if s[2]],
+        "layout": layout,
+        "quick": quick,
+        "timing": timing,
+        **fixed,
+    }
+    return BenchPlan(cells=cells, timing=timing, fixed=fixed, options=options)
 
-    _run(
-        cells=cells,
-        timing=timing,
-        out=out,
-        quick=quick,
-        as_json=as_json,
-        quiet=quiet,
-        timeout=timeout,
-        environment=collect_environment(resolved),
-        options={
-            "mixers": mixers,
-            "mixer_options": raw_mixer_options,
-            "optimizers": [o for o in optimizers if o],
-            "optimizer_options": raw_optimizer_options,
-            "tokens": [s[0] for s in sizes if s[0]],
-            "image_sizes": [s[2] for s in sizes if s[2]],
-            "layout": layout,
-            "timeout_s": timeout,
-            "quick": quick,
-            "timing": timing,
-            **fixed,
-        },
-    )
+
+def bench_cells(**options: Any) -> tuple[list[Any], dict[str, Any]]:
+    """The cells (and timing settings) ``mixbench bench`` would run for these options.
+
+    ``options`` are the command's keyword parameters with command-line-shaped values
+    (``mixer=["attention"]``, ``tokens="256,1024"``); missing ones take the command's
+    defaults; the run-level ones (``out``, ``as_json``, ``quiet``, ``timeout``) are ignored.
+    Used by ``mixbench sweep`` so a sweep's cells carry the keys the command gives them.
+    """
+    import inspect
+
+    accepted = set(inspect.signature(plan_bench).parameters)
+    values = {
+        name: param.default.default if hasattr(param.default, "default") else param.default
+        for name, param in inspect.signature(bench).parameters.items()
+        if name in accepted
+    }
+    values = {k: (None if v is ... else v) for k, v in values.items()}
+    unknown = set(options) - accepted - {"out", "as_json", "quiet", "timeout"}
+    if unknown:
+        raise UsageError(f"bench: unknown option(s) {', '.join(sorted(unknown))}")
+    values.update({k: v for k, v in options.items() if k in accepted})
+    plan = plan_bench(**values)
+    return plan.cells, plan.timing
 
 
 def _run(
