@@ -168,6 +168,14 @@ class IsolatedRunner:
             self._conn.close()
         self._process = self._conn = None
 
+    def kill(self) -> None:
+        """Kill the worker process now; safe from another thread. A call blocked in
+        ``exchange`` then returns ``("died", exitcode)`` and the next call starts a new
+        worker."""
+        process = self._process
+        if process is not None and process.is_alive():
+            process.kill()
+
     def close(self) -> None:
         """Stop the worker: close the pipe (it exits on EOF), kill it if it lingers."""
         if self._process is None:
@@ -184,7 +192,7 @@ class IsolatedRunner:
         self.close()
 
     # -- work ------------------------------------------------------------------------
-    def _exchange(
+    def exchange(
         self, function_path: str, kwargs: Mapping[str, Any], timeout_s: float | None
     ) -> Any:
         """Send one call and wait; returns ("ok"|"raise", value) or ("timeout"|"died", ...)."""
@@ -212,7 +220,7 @@ class IsolatedRunner:
         self, function_path: str, kwargs: Mapping[str, Any], timeout_s: float | None = None
     ) -> Any:
         """Run ``function_path(**kwargs)`` in the worker and return its result."""
-        outcome, value = self._exchange(function_path, kwargs, timeout_s)
+        outcome, value = self.exchange(function_path, kwargs, timeout_s)
         if outcome == "ok":
             return value
         if outcome == "timeout":
@@ -225,7 +233,7 @@ class IsolatedRunner:
         """The row of one cell; a timeout, a crash or a raise becomes the row's status."""
         started = time.time()
         function_path = KIND_FUNCTIONS[cell.get("kind", "bench")]
-        outcome, value = self._exchange(function_path, {"cell": dict(cell)}, self.timeout_s)
+        outcome, value = self.exchange(function_path, {"cell": dict(cell)}, self.timeout_s)
         if outcome == "ok":
             return value  # type: ignore[no-any-return]
         if outcome == "timeout":

@@ -12,7 +12,6 @@ cell needs one, and write their stdout/stderr to ``worker.log`` in the run direc
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
 import threading
 from pathlib import Path
@@ -22,7 +21,6 @@ import mixbench
 from mixbench.errors import MixbenchError
 from mixbench.executors import Finished, Job, failure_row, finished_from
 
-WORKER_NAME = "mixbench-worker"  # the process name mixbench.worker gives its workers
 LOG_FILE = "worker.log"
 
 
@@ -92,10 +90,9 @@ class SubprocessExecutor:
     def _run(self, runner: Any, job: Job) -> Finished:
         from mixbench.worker import describe_exit
 
-        # ``_exchange`` rather than ``call``: ``call`` folds the outcomes (raised, died, timed
-        # out) into one exception, and each becomes a different row here. (A public name for
-        # it is requested from the worker's owner.)
-        outcome, value = runner._exchange(
+        # ``exchange`` rather than ``call``: ``call`` folds the outcomes (raised, died, timed
+        # out) into one exception, and each becomes a different row here.
+        outcome, value = runner.exchange(
             "mixbench.executors:call_runner",
             {"runner": job.runner, "payload": job.payload()},
             job.timeout,
@@ -143,9 +140,8 @@ class SubprocessExecutor:
             _drain(self._jobs)
             # A worker is mid-cell; killing it makes its thread's exchange return "died",
             # which the driver, stopping, drops rather than records.
-            for process in multiprocessing.active_children():
-                if process.name == WORKER_NAME:
-                    process.kill()
+            for runner in self._runners:
+                runner.kill()
         for _ in self._threads:
             self._jobs.put(_Stop())
         for thread in self._threads:
