@@ -44,9 +44,9 @@ from mixbench.tasks import IGNORE_INDEX, TaskData
 # Peak learning rates that train the built-in mixers well on the built-in tasks under this
 # protocol; a plugin can state its own with register(..., default_lr=...). Anything else
 # falls back to FALLBACK_LR. ``--lr`` overrides all of them, and the row records the value used.
-DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}
+DEFAULT_LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3}
 FALLBACK_LR = 1e-3
-DEFAULT_STEPS = 500
+DEFAULT_STEPS = 1000
 DTYPES = ("float32", "bfloat16")
 EVALS_PER_RUN = 20  # evaluations spread over a run when --eval-every is not given
 EVAL_BATCH = 1024
@@ -208,8 +208,9 @@ def train_cell(
     row = _row(config, run_id)
     run: _Run | None = None
     try:
-        run = _Run(config, task if task is not None else load_task(config), log)
-        run.train()
+        with _threads(config.get("threads")):
+            run = _Run(config, task if task is not None else load_task(config), log)
+            run.train()
         row["metrics"] = run.metrics
         if run.diverged_at is not None:
             row["status"] = "diverged"
@@ -225,6 +226,19 @@ def train_cell(
     row["duration_s"] = round(time.perf_counter() - start, 3)
     row["metrics"] = _plain(row["metrics"])
     return Outcome(row, _plain(run.curves) if run is not None else {})
+
+
+@contextlib.contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op thread count for one cell, restored afterwards. On a busy machine
+    fewer threads can be much faster: every intra-op barrier waits for the slowest one."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def skipped(config: Mapping[str, Any], reason: str, *, run_id: str | None = None) -> Outcome:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from mixbench.cli import app
 from mixbench.plugins import register_plugin
 from mixbench.store import read_manifest, read_rows
+from mixbench.train import DEFAULT_LR
 
 runner = CliRunner()
 SMALL = ["--depth", "1", "--dim", "16", "--batch-size", "16", "--eval-every", "2"]
@@ -74,7 +75,7 @@ def test_a_grid_writes_rows_curves_and_manifest(tmp_path: Path) -> None:
     }
     for row in rows:
         assert row["status"] == "ok" and row["run_id"] == run.name
-        assert row["config"]["lr"] == pytest.approx(2e-3)  # adamw's documented default
+        assert row["config"]["lr"] == DEFAULT_LR["adamw"]  # the documented default
         curves = json.loads((run / row["curves_file"]).read_text())
         assert curves["key"] == row["key"] and len(curves["train"]["loss"]) == 4
     manifest = read_manifest(run)
@@ -165,6 +166,34 @@ def test_sam_is_charged_two_gradient_evaluations(tmp_path: Path) -> None:
     assert rows["sam"]["metrics"]["grad_evals"] == 10
     assert rows["sam"]["config"]["optimizer_options"] == {"momentum": 0.9}
     assert rows["sam"]["config"]["lr"] == rows["sgd"]["config"]["lr"]  # sam trains at sgd's lr
+
+
+def test_options_scoped_to_one_name(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "-m", "identity", "-t", "toy", "-o", "sgd", "-o", "sam",
+                                 "--optimizer-option", "sam.rho=0.1", "--optimizer-option",
+                                 "momentum=0.5", "--steps", "1", *SMALL, "--out", str(tmp_path),
+                                 "--json", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = {r["config"]["optimizer"]: r for r in read_rows(_run_dir(tmp_path) / "results.jsonl")[0]}
+    assert rows["sgd"]["config"]["optimizer_options"] == {"momentum": 0.5}
+    assert rows["sam"]["config"]["optimizer_options"] == {"momentum": 0.5, "rho": 0.1}
+    bad = runner.invoke(
+        app,
+        [
+            "train",
+            "-m",
+            "identity",
+            "-t",
+            "toy",
+            "-o",
+            "sgd",
+            "--optimizer-option",
+            "sam.rho=0.1",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert bad.exit_code == 2 and "'sam' is not one of this grid's optimizers" in bad.output
 
 
 def test_an_incompatible_mixer_option_skips_that_cell(tmp_path: Path) -> None:

@@ -26,11 +26,11 @@ from mixbench.errors import UsageError
 SETTINGS = (
     "preset", "depth", "dim", "steps", "epochs", "batch_size", "schedule", "warmup",
     "eval_every", "target_acc", "stop_train_loss", "dtype", "sharpness", "sharpness_rho",
-    "sharpness_steps", "sharpness_batch", "hessian",
+    "sharpness_steps", "sharpness_batch", "hessian", "threads",
 )  # fmt: skip
 MUST_BE_POSITIVE = (
     "steps", "epochs", "batch_size", "lr", "eval_every", "sharpness_steps", "sharpness_batch",
-    "depth", "dim",
+    "depth", "dim", "threads",
 )  # fmt: skip
 
 
@@ -41,25 +41,27 @@ def train_command(
     optimizer: list[str] = typer.Option(["adamw"], "--optimizer", "-o", help="Optimizer name(s)."),
     task: list[str] = typer.Option(["digits"], "--task", "-t", help="Task name(s)."),
     seed: list[str] = typer.Option(["0"], "--seed", "-s", help="Seeds: repeat or '0,1,2'."),
-    steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (default 500)."),
+    steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (default 1000)."),
     epochs: float | None = typer.Option(
         None, "--epochs", help="Passes over the training set, instead of --steps."
     ),
     lr: float | None = typer.Option(
         None,
         "--lr",
-        help="Peak learning rate (default: adam/adamw 2e-3, sgd 0.05, sam its base's).",
+        help="Peak learning rate (default: adam/adamw 3e-3, sgd 0.05, sam its base's).",
     ),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Training batch size."),
     preset: str = typer.Option("tiny", "--preset", help="Shell preset (tiny, small, s12, ...)."),
     depth: int | None = typer.Option(None, "--depth", help="Override an isotropic preset's depth."),
     dim: int | None = typer.Option(None, "--dim", help="Override an isotropic preset's width."),
-    mixer_option: list[str] = typer.Option([], "--mixer-option", help="KEY=VALUE for every mixer."),
+    mixer_option: list[str] = typer.Option(
+        [], "--mixer-option", help="KEY=VALUE (every mixer) or NAME.KEY=VALUE (that one)."
+    ),
     optimizer_option: list[str] = typer.Option(
-        [], "--optimizer-option", help="KEY=VALUE, e.g. base=sgd, rho=0.05 for sam."
+        [], "--optimizer-option", help="KEY=VALUE or NAME.KEY=VALUE, e.g. sam.rho=0.1."
     ),
     task_option: list[str] = typer.Option(
-        [], "--task-option", help="KEY=VALUE, e.g. label_noise=0.2."
+        [], "--task-option", help="KEY=VALUE or NAME.KEY=VALUE, e.g. label_noise=0.2."
     ),
     schedule: str = typer.Option("cosine", "--schedule", help="cosine or constant after warm-up."),
     warmup: float = typer.Option(
@@ -83,6 +85,9 @@ def train_command(
     hessian: bool = typer.Option(False, "--hessian", help="Measure the Hessian's top eigenvalue."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16 (autocast)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch intra-op threads (default: torch's choice, recorded)."
+    ),
     out: Path = typer.Option(Path("results/runs"), "--out", help="Where run directories go."),
     as_json: bool = typer.Option(False, "--json", help="Print rows as JSON lines, not a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
@@ -165,7 +170,10 @@ def plan(
         settings = {**settings, "steps": train.DEFAULT_STEPS}
     registry = get_registry()
     checked = {
-        kind: {n: _plain(registry.get(kind, n).validate_options(options[kind])) for n in names}
+        kind: {
+            name: _plain(registry.get(kind, name).validate_options(scoped))
+            for name, scoped in _scoped(kind, names, options[kind]).items()
+        }
         for kind, names in grid.items()
     }
     cells = []
@@ -183,6 +191,25 @@ def plan(
                     }  # fmt: skip
                     cells.append(Cell("train", config))
     return unique_cells(cells)
+
+
+def _scoped(kind: str, names: list[str], options: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Each name's options: ``KEY=VALUE`` applies to every name of the kind in the grid,
+    ``NAME.KEY=VALUE`` to that one only (``-o sgd -o sam --optimizer-option sam.rho=0.1``)."""
+    result: dict[str, dict[str, str]] = {name: {} for name in names}
+    for key, value in options.items():
+        scope, dot, option = key.rpartition(".")
+        if not dot:
+            for name in names:
+                result[name][key] = value
+        elif scope in result:
+            result[scope][option] = value
+        else:
+            raise UsageError(
+                f"--{kind}-option {key}={value}: {scope!r} is not one of this grid's {kind}s "
+                f"({', '.join(names)})"
+            )
+    return result
 
 
 def _plain(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -233,6 +260,8 @@ def run_grid(
     from mixbench.store import RunDir, utc_now
 
     device = resolve_device(device)
+    if settings.get("threads") is None:  # record what torch chose: step times depend on it
+        settings = {**settings, "threads": _torch_threads()}
     cells = plan(grid, seeds, options, settings, lr=lr, device=device)
     data, skips = prepare(cells)
 
@@ -269,6 +298,12 @@ def run_grid(
     finally:
         run_dir.update_manifest(ended_at=utc_now(), status=status)
     return rows, run_dir.path
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _progress(quiet: bool) -> Callable[[str], None]:
@@ -336,12 +371,17 @@ def _label(name: str, options: Mapping[str, Any]) -> str:
 
 def print_summary(rows: Sequence[Mapping[str, Any]], run_path: Path) -> None:
     """The rich table: one line per (mixer, optimizer, task), mean ± std over seeds."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     summary = summarise(rows)
     shown = [c for c in SUMMARY_COLUMNS if any(s[c[0]] is not None for s in summary)]
-    table = Table(title=f"train: mean ± std over seeds ({run_path})", title_justify="left")
+    table = Table(
+        title=f"train: mean ± std over seeds ({run_path})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
     for heading in ("mixer", "optimizer", "task", "seeds ok"):
         table.add_column(heading, no_wrap=True)
     for _, heading, _, _ in shown:
@@ -361,4 +401,7 @@ def print_summary(rows: Sequence[Mapping[str, Any]], run_path: Path) -> None:
                 text += f" (n={count})"
             cells.append(text)
         table.add_row(*cells)
-    Console(highlight=False).print(table)
+    console = Console(highlight=False)
+    if not console.is_terminal:  # a log file or a pipe: no reason to squeeze the columns
+        console = Console(highlight=False, width=max(console.width, 160))
+    console.print(table)
