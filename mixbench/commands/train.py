@@ -97,33 +97,71 @@ def train_command(
     Stop and compare at matched training loss with --stop-train-loss; measure where each run
     ended with --sharpness and --hessian.
     """
+    grid, seeds, options, settings = _grid_inputs(dict(locals()))
+    rows, run_path = run_grid(grid, seeds, options, settings, lr=lr, device=device,
+                              out=out, echo_json=as_json, quiet=quiet)  # fmt: skip
+    if not as_json:
+        print_summary(rows, run_path)
+
+
+def _grid_inputs(
+    given: Mapping[str, Any],
+) -> tuple[dict[str, list[str]], list[int], dict[str, dict[str, str]], dict[str, Any]]:
+    """Check the command line's values: (grid names, seeds, raw options, shared settings)."""
     from mixbench.cli import parse_key_values
 
-    given = dict(locals())
-    if steps is not None and epochs is not None:
+    if given["steps"] is not None and given["epochs"] is not None:
         raise UsageError("give --steps or --epochs, not both")
     for name in MUST_BE_POSITIVE:
         if given[name] is not None and given[name] <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {given[name]}")
-    if sharpness_rho < 0:
-        raise UsageError(f"--sharpness-rho must be >= 0, got {sharpness_rho}")
+    if given["sharpness_rho"] < 0:
+        raise UsageError(f"--sharpness-rho must be >= 0, got {given['sharpness_rho']}")
+    target_acc = given["target_acc"]
     if target_acc is not None and not 0 < target_acc <= 1:
         raise UsageError(f"--target-acc is a fraction in (0, 1], got {target_acc}")
     grid = {
-        "mixer": _names(mixer, "--mixer"),
-        "optimizer": _names(optimizer, "--optimizer"),
-        "task": _names(task, "--task"),
+        "mixer": _names(given["mixer"], "--mixer"),
+        "optimizer": _names(given["optimizer"], "--optimizer"),
+        "task": _names(given["task"], "--task"),
     }
     options = {
-        "mixer": parse_key_values(mixer_option, "--mixer-option"),
-        "optimizer": parse_key_values(optimizer_option, "--optimizer-option"),
-        "task": parse_key_values(task_option, "--task-option"),
+        "mixer": parse_key_values(given["mixer_option"], "--mixer-option"),
+        "optimizer": parse_key_values(given["optimizer_option"], "--optimizer-option"),
+        "task": parse_key_values(given["task_option"], "--task-option"),
     }
     settings = {name: given[name] for name in SETTINGS}
-    rows, run_path = run_grid(grid, _seeds(seed), options, settings, lr=lr, device=device,
-                              out=out, echo_json=as_json, quiet=quiet)  # fmt: skip
-    if not as_json:
-        print_summary(rows, run_path)
+    return grid, _seeds(given["seed"]), options, settings
+
+
+def train_cells(**options: Any) -> list[Any]:
+    """The cells ``mixbench train`` would run for these options, checked; trains nothing.
+
+    ``options`` are the command's keyword parameters with command-line-shaped values
+    (``mixer=["attention"]``, ``seed=["0,1"]``); missing ones take the command's defaults;
+    the run-level ones (``out``, ``as_json``, ``quiet``) are ignored. Task data and models
+    are built once to check them, so a bad option fails here. ``mixbench sweep`` plans
+    with this, so a sweep's cells carry the keys the command gives them.
+    """
+    import inspect
+
+    from mixbench.environment import resolve_device
+
+    values: dict[str, Any] = {}
+    for name, param in inspect.signature(train_command).parameters.items():
+        default = getattr(param.default, "default", param.default)
+        values[name] = None if default is ... else default
+    unknown = set(options) - set(values)
+    if unknown:
+        raise UsageError(f"train: unknown option(s) {', '.join(sorted(unknown))}")
+    values.update(options)
+    grid, seeds, raw, settings = _grid_inputs(values)
+    device = resolve_device(values["device"])
+    if settings.get("threads") is None:
+        settings = {**settings, "threads": _torch_threads()}
+    cells = plan(grid, seeds, raw, settings, lr=values["lr"], device=device)
+    prepare(cells)
+    return cells
 
 
 def _names(values: Sequence[str], option: str) -> list[str]:
