@@ -147,10 +147,8 @@ def test_a_sweep_on_ray_runs_the_same_cells_as_the_other_executors(
 ) -> None:
     """The tiny sweep of test_sweep_run (12 real cells) through ``--executor ray``: the same
     keys as planned, hence as inline and subprocess give there."""
-    from test_sweep_run import TINY, _planners_missing, cli, keys_of
+    from test_sweep_run import TINY, cli, keys_of
 
-    if _planners_missing():
-        pytest.skip(str(_planners_missing()))
     from mixbench.sweep import load_sweep
 
     monkeypatch.setenv("MIXBENCH_CACHE_DIR", str(tmp_path / "cache"))

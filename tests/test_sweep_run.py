@@ -47,21 +47,6 @@ eval_every = 3
 """
 
 
-def _planners_missing() -> str | None:
-    from mixbench.plugins import import_string
-    from mixbench.sweep import CELL_KINDS
-
-    for kind in CELL_KINDS.values():
-        try:
-            import_string(kind.planner)
-        except (ImportError, AttributeError):
-            return f"{kind.planner} is not there yet (see /work/notes/requests-sweep.md)"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_planners_missing() is not None, reason=str(_planners_missing()))
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of sweeps run here: built-in plugins, a private name cache."""
