@@ -43,7 +43,8 @@ _TINY = 1e-12
 def _global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """One L2 norm over many tensors, in at least float32 (float64 stays float64)."""
     norms = [t.detach().to(torch.promote_types(t.dtype, torch.float32)).norm(2) for t in tensors]
-    return torch.linalg.vector_norm(torch.stack(norms))
+    norm: torch.Tensor = torch.linalg.vector_norm(torch.stack(norms))
+    return norm
 
 
 def _random_unit(params: Sequence[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
@@ -63,8 +64,8 @@ def _set(
     origin: Sequence[torch.Tensor],
     offset: Sequence[torch.Tensor] | None,
 ) -> None:
-    for p, w, e in zip(params, origin, offset or [None] * len(params), strict=True):
-        p.copy_(w if e is None else w + e)
+    for i, (p, w) in enumerate(zip(params, origin, strict=True)):
+        p.copy_(w if offset is None else w + offset[i])
 
 
 def rho_sharpness(
@@ -104,9 +105,9 @@ def rho_sharpness(
                 best, best_norm = value, float(_global_norm(e))
             if last:
                 break
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            raw = torch.autograd.grad(loss, params, allow_unused=True)
             grads = [
-                torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)
+                torch.zeros_like(p) if g is None else g for p, g in zip(params, raw, strict=True)
             ]
             gnorm = float(_global_norm(grads))
             if not math.isfinite(gnorm) or gnorm < _TINY:
@@ -131,7 +132,7 @@ def hessian_top_eigenvalue(
     loss_fn: LossFn,
     params: Sequence[torch.Tensor],
     *,
-    iters: int = 20,
+    iters: int = 100,
     tol: float = 1e-3,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -148,8 +149,8 @@ def hessian_top_eigenvalue(
     params = [p for p in params if p.requires_grad]
     with torch.enable_grad():
         loss = loss_fn()
-        grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
-    pairs = [(p, g) for p, g in zip(params, grads, strict=True) if g is not None]
+        raw = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+    pairs = [(p, g) for p, g in zip(params, raw, strict=True) if g is not None]
     params, grads = [p for p, _ in pairs], [g for _, g in pairs]
 
     def hvp(v: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -263,7 +263,9 @@ class _Run:
         self.config, self.log = config, log or (lambda _line: None)
         device = config["device"]
         self.autocast = _autocast(device, config["dtype"])
-        self.sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+        self.sync: Callable[[], None] = (
+            torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+        )
         self.x_train, self.y_train = task.x_train.to(device), task.y_train.to(device)
         self.x_val, self.y_val = task.x_val.to(device), task.y_val.to(device)
         num_train = int(self.x_train.shape[0])
@@ -322,14 +324,14 @@ class _Run:
             self.optimizer.zero_grad(set_to_none=True)
             with self.autocast():
                 loss = loss_and_correct(self.model(xb), yb)[0]
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             if not first:
                 first.append(loss.detach())  # L(w); SAM's second call sees L(w + e)
             return loss
 
         self.sync()
         t0 = time.perf_counter()
-        self.optimizer.step(closure)
+        self.optimizer.step(closure)  # type: ignore[arg-type]  # torch types it as -> float
         self.scheduler.step()
         loss = float(first[0]) if first else math.nan
         self.sync()
