@@ -137,8 +137,12 @@ def create_model(
         )
     else:
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        spec = InputSpec(kind="image", image_size=(int(size[0]), int(size[1])),
-                         in_channels=int(in_channels), per_token=per_token)
+        spec = InputSpec(
+            kind="image",
+            image_size=(int(size[0]), int(size[1])),
+            in_channels=int(in_channels),
+            per_token=per_token,
+        )
     return MetaFormer(entry, chosen, spec, int(num_classes), validated)
 
 

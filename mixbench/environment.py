@@ -24,7 +24,10 @@ def cpu_model() -> str:
         try:
             out = subprocess.run(
                 ["sysctl", "-n", "machdep.cpu.brand_string"],
-                capture_output=True, text=True, timeout=2, check=False,
+                capture_output=True,
+                text=True,
+                timeout=2,
+                check=False,
             )
             if out.stdout.strip():
                 return out.stdout.strip()
@@ -44,14 +47,22 @@ def git_commit(cwd: Path | None = None) -> dict[str, Any] | None:
     """The commit of the working directory's repository (and whether it is dirty), if any."""
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2,
-            cwd=cwd, check=False,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=2,
+            cwd=cwd,
+            check=False,
         )
         if head.returncode != 0:
             return None
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-            text=True, timeout=5, cwd=cwd, check=False,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=cwd,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -105,6 +116,8 @@ def collect_environment(device: str = "cpu") -> dict[str, Any]:
         "machine": platform.node(),
         "cpu": cpu_model(),
         "cores": usable_cores(),
+        # Other work on the machine inflates timings; recorded so a reader can tell.
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "device": device,
@@ -118,8 +131,12 @@ def collect_environment(device: str = "cpu") -> dict[str, Any]:
         },
         "env": {
             key: os.environ[key]
-            for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MIXBENCH_PLUGINS",
-                        "CUDA_VISIBLE_DEVICES")
+            for key in (
+                "OMP_NUM_THREADS",
+                "MKL_NUM_THREADS",
+                "MIXBENCH_PLUGINS",
+                "CUDA_VISIBLE_DEVICES",
+            )
             if key in os.environ
         },
     }

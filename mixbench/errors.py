@@ -40,9 +40,7 @@ class ContractError(MixbenchError):
     """A plugin broke the plugin contract (wrong shape, cross-batch mixing, ...)."""
 
     def __init__(self, plugin: str, kind: str, name: str, check: str, detail: str) -> None:
-        super().__init__(
-            f"{kind} {name!r} from plugin {plugin!r} failed check {check!r}: {detail}"
-        )
+        super().__init__(f"{kind} {name!r} from plugin {plugin!r} failed check {check!r}: {detail}")
         self.plugin, self.kind, self.name, self.check, self.detail = (
             plugin,
             kind,

@@ -39,15 +39,21 @@ class Cell:
     def key(self) -> str:
         return cell_key(self.kind, self.config)
 
-    def label(self, fields: Sequence[str] = ("mixer", "optimizer", "task", "tokens", "seed")) -> str:
-        parts = [f"{name}={self.config[name]}" for name in fields if self.config.get(name) is not None]
+    def label(
+        self, fields: Sequence[str] = ("mixer", "optimizer", "task", "tokens", "seed")
+    ) -> str:
+        parts = [
+            f"{name}={self.config[name]}" for name in fields if self.config.get(name) is not None
+        ]
         return f"{self.kind}[" + " ".join(parts) + "]"
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "key": self.key, "config": dict(self.config)}
 
 
-def expand_grid(fixed: Mapping[str, Any], axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+def expand_grid(
+    fixed: Mapping[str, Any], axes: Mapping[str, Sequence[Any]]
+) -> list[dict[str, Any]]:
     """Every combination of ``axes`` (in the order given), each merged into ``fixed``."""
     names = list(axes)
     for name in names:
@@ -71,7 +77,9 @@ def parse_int_list(text: str, what: str) -> list[int]:
         try:
             value = int(part)
         except ValueError:
-            raise UsageError(f"{what}: {part!r} is not a whole number (give e.g. 256,1024)") from None
+            raise UsageError(
+                f"{what}: {part!r} is not a whole number (give e.g. 256,1024)"
+            ) from None
         if value < 1:
             raise UsageError(f"{what}: {value} must be at least 1")
         values.append(value)

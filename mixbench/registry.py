@@ -94,7 +94,9 @@ def _convert(value: Any, target: Any) -> Any:
     if origin in (tuple, list):
         items = value.split(",") if isinstance(value, str) else list(value)
         inner = args[0] if args else None
-        converted = [_convert(item.strip() if isinstance(item, str) else item, inner) for item in items]
+        converted = [
+            _convert(item.strip() if isinstance(item, str) else item, inner) for item in items
+        ]
         return tuple(converted) if origin is tuple else converted
     if target is bool:
         if isinstance(value, bool):
@@ -139,7 +141,9 @@ def _literal(text: str) -> Any:
     return text
 
 
-def read_options(factory: Callable[..., Any], reserved: Iterable[str]) -> tuple[dict[str, OptionInfo], bool, bool]:
+def read_options(
+    factory: Callable[..., Any], reserved: Iterable[str]
+) -> tuple[dict[str, OptionInfo], bool, bool]:
     """(options, accepts_var_kwargs, accepts_index) of a factory's signature."""
     try:
         signature = inspect.signature(factory)

@@ -49,28 +49,52 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
-        "isotropic", (2,), (64,), mlp_ratio=2.0, layer_scale_init=1.0,
+        "isotropic",
+        (2,),
+        (64,),
+        mlp_ratio=2.0,
+        layer_scale_init=1.0,
         description="2 blocks at width 64: fast on a laptop CPU, for quick training tasks",
     ),
     "small": Preset(
-        "isotropic", (4,), (128,), mlp_ratio=4.0, layer_scale_init=0.1,
+        "isotropic",
+        (4,),
+        (128,),
+        mlp_ratio=4.0,
+        layer_scale_init=0.1,
         description="4 blocks at width 128",
     ),
     "iso12": Preset(
-        "isotropic", (12,), (384,), mlp_ratio=4.0, norm="group", layer_scale_init=1e-5,
-        patch_size=16, description="PoolFormer's isotropic S12 layout: 12 blocks at width 384",
+        "isotropic",
+        (12,),
+        (384,),
+        mlp_ratio=4.0,
+        norm="group",
+        layer_scale_init=1e-5,
+        patch_size=16,
+        description="PoolFormer's isotropic S12 layout: 12 blocks at width 384",
     ),
     "s12": Preset(
-        "hierarchical", (2, 2, 6, 2), (64, 128, 320, 512), norm="group",
+        "hierarchical",
+        (2, 2, 6, 2),
+        (64, 128, 320, 512),
+        norm="group",
         description="PoolFormer-S12: depths 2-2-6-2, widths 64-128-320-512",
     ),
     "s24": Preset(
-        "hierarchical", (4, 4, 12, 4), (64, 128, 320, 512), norm="group",
+        "hierarchical",
+        (4, 4, 12, 4),
+        (64, 128, 320, 512),
+        norm="group",
         description="PoolFormer-S24: depths 4-4-12-4",
     ),
     "s36": Preset(
-        "hierarchical", (6, 6, 18, 6), (64, 128, 320, 512), norm="group",
-        layer_scale_init=1e-6, description="PoolFormer-S36: depths 6-6-18-6",
+        "hierarchical",
+        (6, 6, 18, 6),
+        (64, 128, 320, 512),
+        norm="group",
+        layer_scale_init=1e-6,
+        description="PoolFormer-S36: depths 6-6-18-6",
     ),
 }
 
@@ -326,4 +350,3 @@ __all__ = [
     "get_preset",
     "with_overrides",
 ]
-

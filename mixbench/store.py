@@ -152,7 +152,9 @@ def read_rows(path: Path | str) -> tuple[list[dict[str, Any]], list[Problem]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             last = number == len(lines) and torn_tail
-            reason = "torn last line (the run was killed mid-write)" if last else f"not JSON ({exc.msg})"
+            reason = (
+                "torn last line (the run was killed mid-write)" if last else f"not JSON ({exc.msg})"
+            )
             problems.append(Problem(path, number, reason))
             continue
         if not isinstance(row, dict):

@@ -17,7 +17,6 @@ these over every registered mixer and optimizer, so a new built-in is tested aut
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -37,8 +36,14 @@ def _entry(kind: str, name: str) -> Entry:
     return get_registry().get(kind, name)
 
 
-def _build(entry: Entry, dim: int, grid: tuple[int, ...], options: Mapping[str, Any], seed: int,
-           index: int = 0) -> nn.Module:
+def _build(
+    entry: Entry,
+    dim: int,
+    grid: tuple[int, ...],
+    options: Mapping[str, Any],
+    seed: int,
+    index: int = 0,
+) -> nn.Module:
     from mixbench.shell import build_mixer
 
     torch.manual_seed(seed)
@@ -49,9 +54,13 @@ def _build(entry: Entry, dim: int, grid: tuple[int, ...], options: Mapping[str, 
     except MixbenchError:
         raise
     except Exception as exc:
-        raise ContractError(entry.plugin, "mixer", entry.name, "construct",
-                            f"factory(dim={dim}, grid={grid}) raised {type(exc).__name__}: {exc}"
-                            ) from exc
+        raise ContractError(
+            entry.plugin,
+            "mixer",
+            entry.name,
+            "construct",
+            f"factory(dim={dim}, grid={grid}) raised {type(exc).__name__}: {exc}",
+        ) from exc
     return module.eval()
 
 
@@ -63,12 +72,21 @@ def _forward(entry: Entry, module: nn.Module, x: torch.Tensor, check: str) -> to
     except Exception as exc:
         if _is_out_of_memory(exc):
             raise  # running out of memory is a resource limit, not a broken contract
-        raise ContractError(entry.plugin, "mixer", entry.name, check,
-                            f"forward on input {tuple(x.shape)} raised {type(exc).__name__}: {exc}"
-                            ) from exc
+        raise ContractError(
+            entry.plugin,
+            "mixer",
+            entry.name,
+            check,
+            f"forward on input {tuple(x.shape)} raised {type(exc).__name__}: {exc}",
+        ) from exc
     if not isinstance(out, torch.Tensor):
-        raise ContractError(entry.plugin, "mixer", entry.name, check,
-                            f"forward returned {type(out).__name__}, not a tensor")
+        raise ContractError(
+            entry.plugin,
+            "mixer",
+            entry.name,
+            check,
+            f"forward returned {type(out).__name__}, not a tensor",
+        )
     return out
 
 
@@ -81,8 +99,13 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
-def _input(grid: tuple[int, ...], dim: int, dtype: torch.dtype = torch.float32,
-           batch: int = BATCH, seed: int = 1234) -> torch.Tensor:
+def _input(
+    grid: tuple[int, ...],
+    dim: int,
+    dtype: torch.dtype = torch.float32,
+    batch: int = BATCH,
+    seed: int = 1234,
+) -> torch.Tensor:
     n = 1
     for g in grid:
         n *= g
@@ -90,8 +113,13 @@ def _input(grid: tuple[int, ...], dim: int, dtype: torch.dtype = torch.float32,
     return torch.randn(batch, n, dim, generator=gen).to(dtype)
 
 
-def check_mixer_shape(name: str, *, dim: int = DEFAULT_DIM, grid: tuple[int, ...] = (64,),
-                      options: Mapping[str, Any] | None = None) -> None:
+def check_mixer_shape(
+    name: str,
+    *,
+    dim: int = DEFAULT_DIM,
+    grid: tuple[int, ...] = (64,),
+    options: Mapping[str, Any] | None = None,
+) -> None:
     """(B, N, dim) in, (B, N, dim) out, finite, for block indices 0 and 1."""
     entry = _entry("mixer", name)
     for index in (0, 1):
@@ -100,16 +128,31 @@ def check_mixer_shape(name: str, *, dim: int = DEFAULT_DIM, grid: tuple[int, ...
         with torch.no_grad():
             out = _forward(entry, module, x, "shape")
         if tuple(out.shape) != tuple(x.shape):
-            raise ContractError(entry.plugin, "mixer", name, "shape",
-                                f"input {tuple(x.shape)} on grid {grid} (block index {index}) "
-                                f"gave output {tuple(out.shape)}; expected {tuple(x.shape)}")
+            raise ContractError(
+                entry.plugin,
+                "mixer",
+                name,
+                "shape",
+                f"input {tuple(x.shape)} on grid {grid} (block index {index}) "
+                f"gave output {tuple(out.shape)}; expected {tuple(x.shape)}",
+            )
         if not torch.isfinite(out).all():
-            raise ContractError(entry.plugin, "mixer", name, "shape",
-                                f"output on grid {grid} has non-finite values (NaN or inf)")
+            raise ContractError(
+                entry.plugin,
+                "mixer",
+                name,
+                "shape",
+                f"output on grid {grid} has non-finite values (NaN or inf)",
+            )
 
 
-def check_mixer_gradients(name: str, *, dim: int = DEFAULT_DIM, grid: tuple[int, ...] = (64,),
-                          options: Mapping[str, Any] | None = None) -> None:
+def check_mixer_gradients(
+    name: str,
+    *,
+    dim: int = DEFAULT_DIM,
+    grid: tuple[int, ...] = (64,),
+    options: Mapping[str, Any] | None = None,
+) -> None:
     """Gradients reach the input and every trainable parameter, and are finite."""
     entry = _entry("mixer", name)
     # Block index 1 too: a mixer that alternates (shifted windows) has parameters used
@@ -121,24 +164,46 @@ def check_mixer_gradients(name: str, *, dim: int = DEFAULT_DIM, grid: tuple[int,
         weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(7))
         (out * weights).sum().backward()
         if x.grad is None or not torch.isfinite(x.grad).all():
-            raise ContractError(entry.plugin, "mixer", name, "gradients",
-                                f"no finite gradient reached the input {tuple(x.shape)}")
+            raise ContractError(
+                entry.plugin,
+                "mixer",
+                name,
+                "gradients",
+                f"no finite gradient reached the input {tuple(x.shape)}",
+            )
         missing = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
         if missing:
-            raise ContractError(entry.plugin, "mixer", name, "gradients",
-                                f"parameter(s) without gradient on grid {grid}, block index "
-                                f"{index}: {', '.join(missing)}")
-        bad = [n for n, p in module.named_parameters()
-               if p.grad is not None and not torch.isfinite(p.grad).all()]
+            raise ContractError(
+                entry.plugin,
+                "mixer",
+                name,
+                "gradients",
+                f"parameter(s) without gradient on grid {grid}, block index "
+                f"{index}: {', '.join(missing)}",
+            )
+        bad = [
+            n
+            for n, p in module.named_parameters()
+            if p.grad is not None and not torch.isfinite(p.grad).all()
+        ]
         if bad:
-            raise ContractError(entry.plugin, "mixer", name, "gradients",
-                                f"non-finite gradient in: {', '.join(bad)}")
+            raise ContractError(
+                entry.plugin,
+                "mixer",
+                name,
+                "gradients",
+                f"non-finite gradient in: {', '.join(bad)}",
+            )
 
 
-def check_mixer_batch_independence(name: str, *, dim: int = DEFAULT_DIM,
-                                   grid: tuple[int, ...] = (64,),
-                                   options: Mapping[str, Any] | None = None,
-                                   atol: float = 1e-5) -> None:
+def check_mixer_batch_independence(
+    name: str,
+    *,
+    dim: int = DEFAULT_DIM,
+    grid: tuple[int, ...] = (64,),
+    options: Mapping[str, Any] | None = None,
+    atol: float = 1e-5,
+) -> None:
     """Each sample's output depends on that sample alone: changing sample 1 must leave
     samples 0 and 2 untouched, and a sample computed alone equals it computed in a batch."""
     entry = _entry("mixer", name)
@@ -156,19 +221,34 @@ def check_mixer_batch_independence(name: str, *, dim: int = DEFAULT_DIM,
     for i in (0, 2):
         diff = (a[i] - b[i]).abs().max().item()
         if diff > atol:
-            raise ContractError(entry.plugin, "mixer", name, "batch independence",
-                                f"changing sample 1 of a batch {tuple(x.shape)} changed sample "
-                                f"{i}'s output by {diff:.3g} (grid {grid}): the mixer mixes "
-                                "information across the batch dimension")
+            raise ContractError(
+                entry.plugin,
+                "mixer",
+                name,
+                "batch independence",
+                f"changing sample 1 of a batch {tuple(x.shape)} changed sample "
+                f"{i}'s output by {diff:.3g} (grid {grid}): the mixer mixes "
+                "information across the batch dimension",
+            )
     diff = (alone[0] - a[2]).abs().max().item()
     if diff > max(atol, 1e-4):
-        raise ContractError(entry.plugin, "mixer", name, "batch independence",
-                            f"sample 2 computed alone differs from it computed in a batch of "
-                            f"{x.shape[0]} by {diff:.3g} (grid {grid})")
+        raise ContractError(
+            entry.plugin,
+            "mixer",
+            name,
+            "batch independence",
+            f"sample 2 computed alone differs from it computed in a batch of "
+            f"{x.shape[0]} by {diff:.3g} (grid {grid})",
+        )
 
 
-def check_mixer_determinism(name: str, *, dim: int = DEFAULT_DIM, grid: tuple[int, ...] = (64,),
-                            options: Mapping[str, Any] | None = None) -> None:
+def check_mixer_determinism(
+    name: str,
+    *,
+    dim: int = DEFAULT_DIM,
+    grid: tuple[int, ...] = (64,),
+    options: Mapping[str, Any] | None = None,
+) -> None:
     """The same seed builds the same module, which gives the same output."""
     entry = _entry("mixer", name)
     outs = []
@@ -179,14 +259,23 @@ def check_mixer_determinism(name: str, *, dim: int = DEFAULT_DIM, grid: tuple[in
             outs.append(_forward(entry, module, _input(grid, dim), "determinism"))
     if not torch.equal(outs[0], outs[1]):
         diff = (outs[0] - outs[1]).abs().max().item()
-        raise ContractError(entry.plugin, "mixer", name, "determinism",
-                            f"two builds under torch.manual_seed(42) differ by {diff:.3g} "
-                            f"on grid {grid}")
+        raise ContractError(
+            entry.plugin,
+            "mixer",
+            name,
+            "determinism",
+            f"two builds under torch.manual_seed(42) differ by {diff:.3g} on grid {grid}",
+        )
 
 
-def check_mixer_dtype(name: str, *, dtype: torch.dtype = torch.bfloat16, dim: int = DEFAULT_DIM,
-                      grid: tuple[int, ...] = (64,),
-                      options: Mapping[str, Any] | None = None) -> None:
+def check_mixer_dtype(
+    name: str,
+    *,
+    dtype: torch.dtype = torch.bfloat16,
+    dim: int = DEFAULT_DIM,
+    grid: tuple[int, ...] = (64,),
+    options: Mapping[str, Any] | None = None,
+) -> None:
     """The mixer runs in ``dtype``, returns ``dtype``, and stays close to float32."""
     entry = _entry("mixer", name)
     module = _build(entry, dim, grid, options or {}, seed=0)
@@ -198,16 +287,27 @@ def check_mixer_dtype(name: str, *, dtype: torch.dtype = torch.bfloat16, dim: in
         torch.manual_seed(3)
         out = _forward(entry, low, x.to(dtype), f"dtype {dtype}")
     if out.dtype != dtype:
-        raise ContractError(entry.plugin, "mixer", name, f"dtype {dtype}",
-                            f"input {dtype} gave output {out.dtype}")
+        raise ContractError(
+            entry.plugin, "mixer", name, f"dtype {dtype}", f"input {dtype} gave output {out.dtype}"
+        )
     if not torch.isfinite(out).all():
-        raise ContractError(entry.plugin, "mixer", name, f"dtype {dtype}",
-                            "output has non-finite values (NaN or inf)")
+        raise ContractError(
+            entry.plugin,
+            "mixer",
+            name,
+            f"dtype {dtype}",
+            "output has non-finite values (NaN or inf)",
+        )
     scale = reference.abs().mean().item() + 1e-6
     err = (out.float() - reference).abs().mean().item() / scale
     if err > 0.1:
-        raise ContractError(entry.plugin, "mixer", name, f"dtype {dtype}",
-                            f"mean relative error against float32 is {err:.3f} (> 0.1)")
+        raise ContractError(
+            entry.plugin,
+            "mixer",
+            name,
+            f"dtype {dtype}",
+            f"mean relative error against float32 is {err:.3f} (> 0.1)",
+        )
 
 
 MIXER_CHECKS: dict[str, Callable[..., None]] = {
@@ -219,10 +319,14 @@ MIXER_CHECKS: dict[str, Callable[..., None]] = {
 }
 
 
-def check_mixer(name: str, *, dim: int = DEFAULT_DIM,
-                grids: Iterable[tuple[int, ...]] = DEFAULT_GRIDS,
-                options: Mapping[str, Any] | None = None,
-                checks: Sequence[str] | None = None) -> None:
+def check_mixer(
+    name: str,
+    *,
+    dim: int = DEFAULT_DIM,
+    grids: Iterable[tuple[int, ...]] = DEFAULT_GRIDS,
+    options: Mapping[str, Any] | None = None,
+    checks: Sequence[str] | None = None,
+) -> None:
     """Run every mixer check (or those named in ``checks``) on each grid."""
     selected = list(MIXER_CHECKS) if checks is None else list(checks)
     unknown = [c for c in selected if c not in MIXER_CHECKS]
@@ -245,8 +349,9 @@ def _quadratic(seed: int = 0) -> tuple[nn.Parameter, Callable[[], torch.Tensor]]
     return weight, loss_fn
 
 
-def check_optimizer_decreases(name: str, *, lr: float | None = None,
-                              options: Mapping[str, Any] | None = None, steps: int = 50) -> None:
+def check_optimizer_decreases(
+    name: str, *, lr: float | None = None, options: Mapping[str, Any] | None = None, steps: int = 50
+) -> None:
     """``step(closure)`` drives a convex quadratic's loss down by at least half."""
     from mixbench.api import create_optimizer
 
@@ -267,26 +372,41 @@ def check_optimizer_decreases(name: str, *, lr: float | None = None,
         try:
             opt.step(closure)
         except Exception as exc:
-            raise ContractError(entry.plugin, "optimizer", name, "decreases loss",
-                                f"step(closure) raised {type(exc).__name__}: {exc}") from exc
+            raise ContractError(
+                entry.plugin,
+                "optimizer",
+                name,
+                "decreases loss",
+                f"step(closure) raised {type(exc).__name__}: {exc}",
+            ) from exc
     with torch.no_grad():
         end = loss_fn().item()
     if not end < 0.5 * start:
-        raise ContractError(entry.plugin, "optimizer", name, "decreases loss",
-                            f"{steps} steps at lr={rate} took the loss of a convex quadratic "
-                            f"from {start:.4g} to {end:.4g} (expected below half)")
+        raise ContractError(
+            entry.plugin,
+            "optimizer",
+            name,
+            "decreases loss",
+            f"{steps} steps at lr={rate} took the loss of a convex quadratic "
+            f"from {start:.4g} to {end:.4g} (expected below half)",
+        )
 
 
-def check_optimizer_state_dict(name: str, *, lr: float = 0.05,
-                               options: Mapping[str, Any] | None = None) -> None:
+def check_optimizer_state_dict(
+    name: str, *, lr: float = 0.05, options: Mapping[str, Any] | None = None
+) -> None:
     """A state_dict saved after some steps, loaded into a fresh optimizer, continues the run
     exactly as the original does."""
     from mixbench.api import create_optimizer
 
     entry = _entry("optimizer", name)
 
-    def run(weight: nn.Parameter, opt: torch.optim.Optimizer, loss_fn: Callable[[], torch.Tensor],
-            steps: int) -> None:
+    def run(
+        weight: nn.Parameter,
+        opt: torch.optim.Optimizer,
+        loss_fn: Callable[[], torch.Tensor],
+        steps: int,
+    ) -> None:
         def closure() -> torch.Tensor:
             opt.zero_grad()
             loss = loss_fn()
@@ -303,8 +423,13 @@ def check_optimizer_state_dict(name: str, *, lr: float = 0.05,
         # A copy, as saving to disk would make: state_dict() returns live tensors.
         state = copy.deepcopy(o1.state_dict())
     except Exception as exc:
-        raise ContractError(entry.plugin, "optimizer", name, "state_dict",
-                            f"state_dict() raised {type(exc).__name__}: {exc}") from exc
+        raise ContractError(
+            entry.plugin,
+            "optimizer",
+            name,
+            "state_dict",
+            f"state_dict() raised {type(exc).__name__}: {exc}",
+        ) from exc
     w2, f2 = _quadratic()
     with torch.no_grad():
         w2.copy_(w1)
@@ -312,14 +437,24 @@ def check_optimizer_state_dict(name: str, *, lr: float = 0.05,
     try:
         o2.load_state_dict(state)
     except Exception as exc:
-        raise ContractError(entry.plugin, "optimizer", name, "state_dict",
-                            f"load_state_dict() raised {type(exc).__name__}: {exc}") from exc
+        raise ContractError(
+            entry.plugin,
+            "optimizer",
+            name,
+            "state_dict",
+            f"load_state_dict() raised {type(exc).__name__}: {exc}",
+        ) from exc
     run(w1, o1, f1, 3)
     run(w2, o2, f2, 3)
     if not torch.allclose(w1, w2, atol=1e-6):
-        raise ContractError(entry.plugin, "optimizer", name, "state_dict",
-                            "after a state_dict round trip the run diverges from the original "
-                            f"by {(w1 - w2).abs().max().item():.3g}")
+        raise ContractError(
+            entry.plugin,
+            "optimizer",
+            name,
+            "state_dict",
+            "after a state_dict round trip the run diverges from the original "
+            f"by {(w1 - w2).abs().max().item():.3g}",
+        )
 
 
 OPTIMIZER_CHECKS: dict[str, Callable[..., None]] = {
@@ -328,8 +463,9 @@ OPTIMIZER_CHECKS: dict[str, Callable[..., None]] = {
 }
 
 
-def check_optimizer(name: str, *, options: Mapping[str, Any] | None = None,
-                    checks: Sequence[str] | None = None) -> None:
+def check_optimizer(
+    name: str, *, options: Mapping[str, Any] | None = None, checks: Sequence[str] | None = None
+) -> None:
     """Run every optimizer check (or those named in ``checks``)."""
     for check in checks or list(OPTIMIZER_CHECKS):
         OPTIMIZER_CHECKS[check](name, options=options)

@@ -25,8 +25,14 @@ def _fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     plugins.reset()
 
 
-def write_dist(root: Path, dist: str, module: str, source: str, entry_points: dict[str, str],
-               version: str = "1.0") -> Path:
+def write_dist(
+    root: Path,
+    dist: str,
+    module: str,
+    source: str,
+    entry_points: dict[str, str],
+    version: str = "1.0",
+) -> Path:
     """Lay out an installed distribution (module + .dist-info with entry points) under
     ``root``, exactly as pip would, so importlib.metadata finds it once root is on sys.path."""
     root.mkdir(parents=True, exist_ok=True)

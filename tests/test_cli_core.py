@@ -35,8 +35,14 @@ def test_version() -> None:
 
 def test_list_shows_six_mixers_and_four_optimizers_with_plugins() -> None:
     mixers = json.loads(runner.invoke(app, ["list", "mixers", "--json"]).output)
-    assert {m["name"] for m in mixers} == {"attention", "lsh", "window", "pooling", "mlp",
-                                           "identity"}
+    assert {m["name"] for m in mixers} == {
+        "attention",
+        "lsh",
+        "window",
+        "pooling",
+        "mlp",
+        "identity",
+    }
     assert all(m["plugin"] for m in mixers)
     optimizers = json.loads(runner.invoke(app, ["list", "optimizers", "--json"]).output)
     assert {o["name"] for o in optimizers} == {"sgd", "adam", "adamw", "sam"}

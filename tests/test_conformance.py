@@ -75,8 +75,12 @@ class Broken:
     [
         ("batchy", "batch independence", "mixes information across the batch dimension"),
         ("halver", "shape", "gave output (3, 64, 16); expected (3, 64, 32)"),
-        ("dead", "gradients", "parameter(s) without gradient on grid (64,), block index 0: "
-                              "unused.weight, unused.bias"),
+        (
+            "dead",
+            "gradients",
+            "parameter(s) without gradient on grid (64,), block index 0: "
+            "unused.weight, unused.bias",
+        ),
     ],
 )
 def test_kit_names_plugin_mixer_and_check(mixer: str, check: str, message: str) -> None:
@@ -96,6 +100,7 @@ def test_kit_catches_an_optimizer_that_does_not_descend() -> None:
             register("ascent", lambda params, lr: torch.optim.SGD(params, lr=lr, maximize=True))
 
     plugins.register_plugin(Plugin(), "uphill")
-    with pytest.raises(ContractError, match="'ascent' from plugin 'uphill' failed check "
-                                            "'decreases loss'"):
+    with pytest.raises(
+        ContractError, match="'ascent' from plugin 'uphill' failed check 'decreases loss'"
+    ):
         check_optimizer("ascent")

@@ -9,6 +9,10 @@ import math
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from mixbench.errors import IncompatibleError, OptionError
+from mixbench.registry import RESERVED, read_options
 from mixbench_plugins.mixers import window as window_module
 from mixbench_plugins.mixers.window import (
     WindowAttention,
@@ -18,10 +22,6 @@ from mixbench_plugins.mixers.window import (
     window_partition,
     window_reverse,
 )
-from torch.utils.flop_counter import FlopCounterMode
-
-from mixbench.errors import IncompatibleError, OptionError
-from mixbench.registry import RESERVED, read_options
 
 DIM = 16
 

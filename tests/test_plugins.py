@@ -75,8 +75,9 @@ def test_third_party_plugin_is_listed_and_trains_a_step(install_dist, monkeypatc
     assert entry.plugin == "shift" and not plugins.get_plugins().infos["shift"].builtin
 
     torch.manual_seed(0)
-    model = mixbench.create_model("shift", preset="tiny", num_classes=3, image_size=8,
-                                  in_channels=1, amount=2)
+    model = mixbench.create_model(
+        "shift", preset="tiny", num_classes=3, image_size=8, in_channels=1, amount=2
+    )
     opt = mixbench.create_optimizer("sgd", model.parameters(), lr=0.1)
     x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
     before = [p.detach().clone() for p in model.parameters()]
@@ -105,8 +106,9 @@ def test_env_var_empty_loads_builtins_only(install_dist, monkeypatch) -> None:
 
 
 def test_plugin_failing_at_import_is_reported_and_others_work(install_dist, monkeypatch) -> None:
-    install_dist("mixbench-broken", "mixbench_broken", BROKEN_AT_IMPORT,
-                 {"broken": "mixbench_broken"})
+    install_dist(
+        "mixbench-broken", "mixbench_broken", BROKEN_AT_IMPORT, {"broken": "mixbench_broken"}
+    )
     monkeypatch.setenv("MIXBENCH_PLUGINS", "broken")
     plugins.reset()
     runner = CliRunner()
@@ -138,7 +140,7 @@ def test_two_plugins_one_name_is_an_error_naming_both(install_dist, monkeypatch)
     monkeypatch.setenv("MIXBENCH_PLUGINS", "clash")
     plugins.reset()
     registry = plugins.get_registry()
-    with pytest.raises(UsageError, match="'attention' and 'clash'|'clash' and 'attention'"):
+    with pytest.raises(UsageError, match=r"'attention' and 'clash'|'clash' and 'attention'"):
         registry.get("mixer", "attention")
     assert "attention" not in registry.names("mixer")  # nothing silently replaced
     listing = CliRunner().invoke(app, ["list", "mixers"])

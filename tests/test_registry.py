@@ -10,9 +10,18 @@ from mixbench.errors import OptionError
 from mixbench.registry import Entry, Registry
 
 
-def factory(dim: int, grid: tuple[int, ...], *, heads: int = 4, rho: float = 0.05,
-            shift: bool = True, mode: Literal["a", "b"] = "a", betas: tuple[float, float] = (0.9, 0.99),
-            name: str | None = None, index: int = 0) -> None:
+def factory(
+    dim: int,
+    grid: tuple[int, ...],
+    *,
+    heads: int = 4,
+    rho: float = 0.05,
+    shift: bool = True,
+    mode: Literal["a", "b"] = "a",
+    betas: tuple[float, float] = (0.9, 0.99),
+    name: str | None = None,
+    index: int = 0,
+) -> None:
     return None
 
 

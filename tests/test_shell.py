@@ -39,8 +39,9 @@ def test_index_reaches_mixers_that_accept_it() -> None:
 
 @pytest.mark.parametrize("mixer", ["attention", "pooling", "mlp", "identity", "lsh", "window"])
 def test_sequence_inputs_tokens_and_features(mixer: str) -> None:
-    tokens = mixbench.create_model(mixer, preset="tiny", num_classes=5, seq_len=64, vocab_size=20,
-                                   per_token=True)
+    tokens = mixbench.create_model(
+        mixer, preset="tiny", num_classes=5, seq_len=64, vocab_size=20, per_token=True
+    )
     out = tokens(torch.randint(0, 20, (2, 64)))
     assert out.shape == (2, 64, 5)
     feats = mixbench.create_model(mixer, preset="tiny", num_classes=3, seq_len=64, in_features=6)
@@ -48,8 +49,9 @@ def test_sequence_inputs_tokens_and_features(mixer: str) -> None:
 
 
 def test_isotropic_image_grid_and_overrides() -> None:
-    model = mixbench.create_model("pooling", preset="tiny", num_classes=10, image_size=32,
-                                  in_channels=3, depth=3, dim=48)
+    model = mixbench.create_model(
+        "pooling", preset="tiny", num_classes=10, image_size=32, in_channels=3, depth=3, dim=48
+    )
     assert model.grids == [(16, 16)]  # auto patch size 2 for 32 px
     assert len(model.stages[0]) == 3
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)

@@ -433,15 +433,22 @@ def _run(
         "schema": 1,
         "kind": "bench",
         "run_id": run_id,
-        "argv": list(sys.argv),
+        "command": ["mixbench", *sys.argv[1:]],
         "config": options,
         "environment": environment,
         "cells": len(cells),
         "started_at": utc_now(),
-        "finished_at": None,
+        "ended_at": None,
         "status": "running",
     }
     run.write_manifest(manifest)
+    load = environment.get("load_average_1min")
+    if load is not None and load >= 1.0 and not quiet:
+        console.print(
+            f"[yellow]warning:[/yellow] load average {load:.2f} on {environment.get('cores')} "
+            "cores: other processes are busy, so latencies will be inflated and noisy. "
+            "Compare cells within one run, or rerun on a quiet machine."
+        )
     rows: list[dict[str, Any]] = []
     status = "failed"
     progress = None
@@ -494,7 +501,7 @@ def _run(
         counts: dict[str, int] = {}
         for row in rows:
             counts[row["status"]] = counts.get(row["status"], 0) + 1
-        manifest = run.update_manifest(finished_at=utc_now(), status=status, counts=counts)
+        manifest = run.update_manifest(ended_at=utc_now(), status=status, counts=counts)
         if rows:
             write_leaderboards(rows, run.path, manifest)
         if not quiet:

@@ -28,9 +28,7 @@ def list_command(
     from mixbench.plugins import get_registry
 
     if what != "all" and what not in _PLURAL:
-        raise UsageError(
-            f"cannot list {what!r}; accepted: all, {', '.join(_PLURAL)}"
-        )
+        raise UsageError(f"cannot list {what!r}; accepted: all, {', '.join(_PLURAL)}")
     kinds = list(_PLURAL.values()) if what == "all" else [_PLURAL[what]]
     registry = get_registry()
     if as_json:
@@ -125,7 +123,7 @@ def plugins_command(
     from mixbench.plugins import ENV_VAR, get_plugins
 
     plugins = get_plugins()
-    plugins.registry  # run the register hooks, so hook failures show up too
+    _ = plugins.registry  # run the register hooks, so hook failures show up too
     infos = sorted(plugins.infos.values(), key=lambda i: (not i.builtin, i.name))
     if as_json:
         typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
@@ -143,7 +141,9 @@ def plugins_command(
         if info.error:
             status += f"\n{info.error}"
         source = "built-in" if info.builtin else (info.distribution or info.module)
-        table.add_row(info.name, info.version or "", source, ", ".join(info.hooks), registered, status)
+        table.add_row(
+            info.name, info.version or "", source, ", ".join(info.hooks), registered, status
+        )
     console = _console()
     console.print(table)
     console.print(f"External plugins load as chosen by {ENV_VAR} (unset: all; empty: none).")

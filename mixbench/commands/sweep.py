@@ -284,7 +284,7 @@ def run_sweep(
     manifest = run.read_manifest() if resumed else _new_manifest(sweep, run, file)
     session = {
         "started_at": utc_now(),
-        "argv": ["mixbench", *sys.argv[1:]],
+        "command": ["mixbench", *sys.argv[1:]],
         "executor": executor_name,
         "max_parallel": max_parallel,
         "cells": len(todo),
@@ -380,7 +380,7 @@ def _new_manifest(sweep: Any, run: Any, file: str | None) -> dict[str, Any]:
         "schema": 1,
         "kind": "sweep",
         "run_id": run.path.name,
-        "argv": ["mixbench", *sys.argv[1:]],
+        "command": ["mixbench", *sys.argv[1:]],
         "sweep": sweep.manifest_entry(file),
         "cells": len(sweep.cells),
         "environment": collect_environment(devices[0]),

@@ -306,7 +306,7 @@ def run_grid(
     run_dir = RunDir.create(out, "train")
     run_id = run_dir.path.name
     run_dir.write_manifest({
-        "kind": "train", "run_id": run_id, "command": ["mixbench", *sys.argv[1:]],
+        "schema": 1, "kind": "train", "run_id": run_id, "command": ["mixbench", *sys.argv[1:]],
         "config": {**{f"{k}s": v for k, v in grid.items()}, "seeds": seeds, "lr": lr,
                    "options": {k: dict(v) for k, v in options.items()}, "device": device,
                    **settings},
