@@ -157,7 +157,7 @@ def create_optimizer(
     """A registered optimizer over ``params`` with learning rate ``lr``."""
     entry = get_registry().get("optimizer", name)
     validated = entry.validate_options(_merge(options, extra))
-    return entry.factory(params, float(lr), **validated)  # type: ignore[no-any-return]
+    return entry.factory(params, float(lr), **validated)
 
 
 def create_task(

@@ -432,7 +432,7 @@ def run_cell(cell: Mapping[str, Any]) -> dict[str, Any]:
         row.update(status=status, reason=f"{type(exc).__name__}: {exc}")
         row["runtime"]["traceback"] = traceback.format_exc(limit=8)
     row["duration_s"] = round(time.time() - started, 3)
-    return _plain(row)  # type: ignore[no-any-return]
+    return _plain(row)
 
 
 def base_row(cell: Mapping[str, Any], started: float) -> dict[str, Any]:

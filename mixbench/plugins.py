@@ -104,9 +104,10 @@ class PluginSet:
             # Call each plugin's implementation on its own, so one that raises is reported
             # and dropped without taking the others down (pluggy would stop at the first).
             for impl in reversed(caller.get_hookimpls()):
-                info = self.infos.get(impl.plugin_name)
-                if info is None or info.status != "ok":
+                owner = self.infos.get(impl.plugin_name)
+                if owner is None or owner.status != "ok":
                     continue
+                info = owner
                 collected: list[Entry] = []
                 try:
                     impl.function(register=_collector(kind, impl.plugin_name, collected))

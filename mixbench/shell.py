@@ -238,11 +238,6 @@ class MetaFormer(nn.Module):
         depths, dims = preset.depths, preset.dims
         if len(depths) != len(dims):
             raise UsageError("preset depths and dims differ in length")
-        block_kw = {
-            "mlp_ratio": preset.mlp_ratio,
-            "norm": preset.norm,
-            "layer_scale_init": preset.layer_scale_init,
-        }
         self.pos_embed: nn.Parameter | None = None
         if preset.layout == "hierarchical":
             if spec.kind != "image":
@@ -267,7 +262,13 @@ class MetaFormer(nn.Module):
                 raise IncompatibleError(f"the input is too small for preset stage {stage}")
             self.grids.append(grid)
             blocks = [
-                MetaFormerBlock(build_mixer(entry, dim, grid, i, mixer_options), dim, **block_kw)
+                MetaFormerBlock(
+                    build_mixer(entry, dim, grid, i, mixer_options),
+                    dim,
+                    mlp_ratio=preset.mlp_ratio,
+                    norm=preset.norm,
+                    layer_scale_init=preset.layer_scale_init,
+                )
                 for i in range(depth)
             ]
             self.stages.append(nn.Sequential(*blocks))

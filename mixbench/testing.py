@@ -360,7 +360,7 @@ def check_optimizer_decreases(
     rate = lr if lr is not None else float(entry.metadata.get("test_lr", 0.05))
     opt = create_optimizer(name, [weight], lr=rate, options=options)
 
-    def closure() -> torch.Tensor:
+    def closure() -> Any:
         opt.zero_grad()
         loss = loss_fn()
         loss.backward()
@@ -407,7 +407,7 @@ def check_optimizer_state_dict(
         loss_fn: Callable[[], torch.Tensor],
         steps: int,
     ) -> None:
-        def closure() -> torch.Tensor:
+        def closure() -> Any:
             opt.zero_grad()
             loss = loss_fn()
             loss.backward()

@@ -324,7 +324,7 @@ class _Run:
             self.optimizer.zero_grad(set_to_none=True)
             with self.autocast():
                 loss = loss_and_correct(self.model(xb), yb)[0]
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             if not first:
                 first.append(loss.detach())  # L(w); SAM's second call sees L(w + e)
             return loss

@@ -235,7 +235,7 @@ class IsolatedRunner:
         function_path = KIND_FUNCTIONS[cell.get("kind", "bench")]
         outcome, value = self.exchange(function_path, {"cell": dict(cell)}, self.timeout_s)
         if outcome == "ok":
-            return value  # type: ignore[no-any-return]
+            return value
         if outcome == "timeout":
             return failed_row(cell, "timeout", f"no result within {value:g} s", started)
         if outcome == "died":

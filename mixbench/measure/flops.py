@@ -58,7 +58,7 @@ def register_cpu_attention_formulas() -> None:
 
         @flop_counter.register_flop_formula(forward)
         def forward_flops(q: Any, k: Any, v: Any, *args: Any, **kwargs: Any) -> int:
-            return int(flop_counter.sdpa_flop_count(q, k, v))  # type: ignore[no-untyped-call]
+            return int(flop_counter.sdpa_flop_count(q, k, v))
 
     if backward is not None and backward not in flop_counter.flop_registry:
 

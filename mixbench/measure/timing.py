@@ -127,8 +127,8 @@ def _block_timer(step: Callable[[], Any], device: str) -> Callable[[int], float]
         import torch
 
         def cuda_block(number: int) -> float:
-            start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-            end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
             sync()
             start.record()
             for _ in range(number):
