@@ -26,7 +26,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "mixbench", "plugins", "tests", "noxfile.py")
+    session.run("ruff", "check", "mixbench", "plugins", "tests", "examples", "noxfile.py")
+    session.run("ruff", "format", "--check", "mixbench", "plugins", "tests", "examples")
 
 
 @nox.session
@@ -43,6 +44,19 @@ def bench(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[test]")
     session.run(
-        "pytest", "benchmarks", "--benchmark-enable", "--benchmark-only",
-        "--benchmark-autosave", *session.posargs,
+        "pytest",
+        "benchmarks",
+        "--benchmark-enable",
+        "--benchmark-only",
+        "--benchmark-autosave",
+        *session.posargs,
     )
+
+
+@nox.session
+def results(session: nox.Session) -> None:
+    """Regenerate the committed example leaderboards and plots in results/ (about 10 min on
+    a 2-core CPU; run it on a quiet machine)."""
+    session.install(TORCH)
+    session.install("-e", ".[test]")
+    session.run("python", "results/regenerate.py")
