@@ -228,7 +228,10 @@ def test_an_incompatible_mixer_option_skips_that_cell(tmp_path: Path) -> None:
         (["-m", "identity", "-t", "toy", "-o", "nope"], "unknown optimizer"),
         (["-m", "identity", "-t", "no_such_task"], "unknown task"),
         (["-m", "identity", "-t", "toy", "--task-option", "colour=red"], "no option 'colour'"),
-        (["-m", "identity", "-t", "digits", "--task-option", "label_noise=1.5"], "label_noise"),
+        (
+            ["-m", "identity", "-t", "digits", "--task-option", "label_noise=1.5"],
+            "'digits': label_noise",
+        ),
         (["-m", "identity", "-t", "toy", "--steps", "3", "--epochs", "1"], "not both"),
         (["-m", "identity", "-t", "toy", "--seed", "a"], "--seed"),
         (["-m", "identity", "-t", "toy", "--dtype", "float16"], "--dtype"),

@@ -74,7 +74,9 @@ def train_command(
         None, "--target-acc", help="Record steps and time to this validation accuracy (0-1)."
     ),
     stop_train_loss: float | None = typer.Option(
-        None, "--stop-train-loss", help="Stop once the full training-set loss is at most this."
+        None,
+        "--stop-train-loss",
+        help="Stop at the first evaluation with full training-set loss <= this.",
     ),
     sharpness: bool = typer.Option(False, "--sharpness", help="Measure rho-sharpness at the end."),
     sharpness_rho: float = typer.Option(0.05, "--sharpness-rho", help="Sharpness ball radius."),
@@ -271,13 +273,26 @@ def prepare(cells: Sequence[Any]) -> tuple[dict[str, Any], dict[str, str]]:
     for cell in cells:
         config = cell.config
         if _task_key(config) not in data:
-            data[_task_key(config)] = train.load_task(config)
+            data[_task_key(config)] = _load_task(config)
         shape = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
         if shape not in checked:
             checked[shape] = train.check_cell(config, data[_task_key(config)])
         if checked[shape] is not None:
             skips[cell.key] = str(checked[shape])
     return data, skips
+
+
+def _load_task(config: Mapping[str, Any]) -> Any:
+    """The task's data; a task's own complaint about an option is told with the task's name."""
+    from mixbench import train
+
+    try:
+        return train.load_task(config)
+    except UsageError as exc:
+        name = config["task"]
+        if repr(name) in str(exc) or str(exc).startswith(f"{name}:"):
+            raise
+        raise UsageError(f"task {name!r}: {exc}") from exc
 
 
 def run_grid(
