@@ -3,6 +3,7 @@ accuracy, target bookkeeping and early stopping, on toy tasks that train in a bl
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -185,8 +186,6 @@ def test_the_row_is_complete_plain_data() -> None:
     assert m["final_val_acc"] > 0.8  # the toy task is easy
     assert outcome.curves["eval"]["step"] == [5, 10, 15, 20]
     assert len(outcome.curves["train"]["loss"]) == 20
-    import json
-
     json.dumps(row, allow_nan=False)
 
 
