@@ -379,7 +379,7 @@ def measure_cell(
         "mixer": _mixer_infos(module),
         "flops_by_op": flops.by_op,
         "forward_passes_per_step": flops.forward_passes,
-        "optimizer_step": optimizer is not None or config["mode"] != "train",
+        "optimizer_step": optimizer is not None,
         "grid": list(built.grid),
         "tokens": built.tokens,
     }

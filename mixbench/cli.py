@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import typer
@@ -89,6 +89,27 @@ def parse_key_values(items: Sequence[str] | None, option: str) -> dict[str, str]
         if key in result:
             raise UsageError(f"{option}: {key!r} is given twice")
         result[key] = value.strip()
+    return result
+
+
+def scope_options(
+    kind: str, names: Sequence[str], options: Mapping[str, str]
+) -> dict[str, dict[str, str]]:
+    """Each name's options: ``KEY=VALUE`` applies to every name of the kind in the grid,
+    ``NAME.KEY=VALUE`` to that one only (``-o sgd -o sam --optimizer-option sam.rho=0.1``)."""
+    result: dict[str, dict[str, str]] = {name: {} for name in names}
+    for key, value in options.items():
+        scope, dot, option = key.rpartition(".")
+        if not dot:
+            for name in names:
+                result[name][key] = value
+        elif scope in result:
+            result[scope][option] = value
+        else:
+            raise UsageError(
+                f"--{kind}-option {key}={value}: {scope!r} is not one of this grid's {kind}s "
+                f"({', '.join(names)})"
+            )
     return result
 
 

@@ -355,8 +355,29 @@ class Point:
     origin: str
 
     def cli(self) -> dict[str, Any]:
-        """The command's keyword arguments for this combination (CLI-shaped values)."""
-        return {name: _cli(self.grid.specs[name], value) for name, value in self.values.items()}
+        """The command's keyword arguments for this combination (CLI-shaped values).
+
+        An option scoped to a name (``mixer_option = {pooling = {pool_size = 5}}``) goes only
+        to the combinations that have that name: the grid's other mixers never see it.
+        """
+        out = {}
+        for name, value in self.values.items():
+            spec = self.grid.specs[name]
+            if spec.shape == "pairs" and spec.registry_kind:
+                value = self._in_scope(spec.registry_kind, value)
+            out[name] = _cli(spec, value)
+        return out
+
+    def _in_scope(self, kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        chosen = self.values.get(kind)
+        if chosen is None:  # the command's default set of names: it checks scopes itself
+            return dict(options)
+        names = {chosen} if isinstance(chosen, str) else {str(n) for n in chosen}
+        return {
+            key: value
+            for key, value in options.items()
+            if "." not in key or key.rpartition(".")[0] in names
+        }
 
     def describe(self) -> str:
         shown = {k: v for k, v in self.values.items() if k in self.grid.axes or k == "mixer"}

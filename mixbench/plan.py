@@ -22,8 +22,20 @@ from mixbench.errors import UsageError
 NON_IDENTITY_FIELDS = frozenset({"out", "json", "quiet", "timeout", "run_id"})
 
 
+def _canonical(value: Any) -> Any:
+    """Numbers as JSON would compare them: 3.0 and 3 are one setting (a TOML sweep file
+    says ``lr = 1`` where the command line gives 1.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
 def cell_key(kind: str, config: Mapping[str, Any]) -> str:
-    identity = {k: v for k, v in config.items() if k not in NON_IDENTITY_FIELDS}
+    identity = {k: _canonical(v) for k, v in config.items() if k not in NON_IDENTITY_FIELDS}
     blob = json.dumps({"kind": kind, "config": identity}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -107,8 +106,15 @@ def append_row(path: Path, row: Mapping[str, Any]) -> None:
     line = json.dumps(dict(row), sort_keys=True, allow_nan=False, default=_json_default)
     if "\n" in line:
         raise ValueError("a result row must serialise to one line")
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
+    with open(path, "a+b") as handle:
+        # A run killed mid-write leaves a torn last line; start on a fresh line so that the
+        # torn fragment stays one unreadable line and this row stays readable.
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                line = "\n" + line
+        handle.write((line + "\n").encode("utf-8"))
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -204,5 +210,3 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
 
-def elapsed_since(start: float) -> float:
-    return round(time.perf_counter() - start, 6)

@@ -280,13 +280,15 @@ def test_a_typo_fails_before_torch_is_imported(tmp_path: Path) -> None:
 
 
 def test_a_table_under_a_name_scopes_options_to_it() -> None:
-    (point,) = clis("""
+    sgd, sam = clis("""
         [[grid]]
         kind = "train"
         optimizer = ["sgd", "sam"]
         optimizer_option = {momentum = 0.9, sam = {rho = 0.1}}
-    """)[:1]
-    assert point["optimizer_option"] == ["momentum=0.9", "sam.rho=0.1"]
+    """)[:2]
+    assert sgd["optimizer"] == ["sgd"] and sgd["optimizer_option"] == ["momentum=0.9"]
+    assert sam["optimizer"] == ["sam"]
+    assert sam["optimizer_option"] == ["momentum=0.9", "sam.rho=0.1"]
     fails(
         """
         [[grid]]
@@ -298,3 +300,26 @@ def test_a_table_under_a_name_scopes_options_to_it() -> None:
         "no optimizer of adam has an option 'epz'",
         "'eps'",
     )
+
+
+def test_a_scoped_option_reaches_only_its_own_name(tmp_path: Path) -> None:
+    """``mixer_option = {pooling = {pool_size = 5}}`` beside other mixers: pooling's cells get
+    it, the others are planned without it (bench and train grids alike)."""
+    from mixbench.sweep import load_sweep
+
+    sweep_file = tmp_path / "scoped.toml"
+    sweep_file.write_text(
+        'name = "scoped"\n'
+        '[[grid]]\nkind = "train"\nmixer = ["attention", "pooling"]\ntask = "digits"\n'
+        "steps = 5\nmixer_option = {pooling = {pool_size = 5}}\n"
+        '[[grid]]\nkind = "bench"\nmixer = ["window", "pooling"]\ntokens = [64]\n'
+        "mixer_option = {window = {window_size = 4}}\n"
+    )
+    cells = [planned.cell for planned in load_sweep(sweep_file).cells]
+    options = {(c.kind, c.config["mixer"]): c.config["mixer_options"] for c in cells}
+    assert options == {
+        ("train", "attention"): {},
+        ("train", "pooling"): {"pool_size": 5},
+        ("bench", "window"): {"window_size": 4},
+        ("bench", "pooling"): {},
+    }

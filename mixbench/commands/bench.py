@@ -49,20 +49,25 @@ QUICK_TIMING = {
 def _split_options(names: list[str], raw: dict[str, str], kind: str) -> dict[str, dict[str, Any]]:
     """Validate ``raw`` per registered ``kind``: each gets the options it accepts.
 
-    An option no selected entry accepts is an error (a typo must not pass silently).
+    ``NAME.KEY=VALUE`` goes to that name only (and must be accepted there); a plain
+    ``KEY=VALUE`` goes to every selected entry that accepts KEY, and one that no selected
+    entry accepts is an error (a typo must not pass silently).
     """
+    from mixbench.cli import scope_options
     from mixbench.plugins import get_registry
 
     registry = get_registry()
+    plain = {k: v for k, v in raw.items() if "." not in k}
+    scoped = scope_options(kind, names, {k: v for k, v in raw.items() if "." in k})
     per_name: dict[str, dict[str, Any]] = {}
     used: set[str] = set()
     for name in names:
         entry = registry.get(kind, name)
         options, var_kwargs, _ = entry.signature
-        mine = {k: v for k, v in raw.items() if k in options or var_kwargs}
-        per_name[name] = entry.validate_options(mine)
+        mine = {k: v for k, v in plain.items() if k in options or var_kwargs}
+        per_name[name] = entry.validate_options({**mine, **scoped[name]})
         used |= set(mine)
-    unused = sorted(set(raw) - used)
+    unused = sorted(set(plain) - used)
     if unused:
         raise UsageError(
             f"--{kind}-option {', '.join(unused)}: accepted by none of " + ", ".join(names)
@@ -132,7 +137,9 @@ def bench(
         None, "--mixer", "-m", help="Mixer to measure (repeatable; default: all registered)."
     ),
     mixer_option: list[str] = typer.Option(
-        None, "--mixer-option", help="KEY=VALUE for the mixers that accept KEY (repeatable)."
+        None,
+        "--mixer-option",
+        help="KEY=VALUE for the mixers that accept KEY, or NAME.KEY=VALUE for one (repeatable).",
     ),
     level: str = typer.Option(
         "mixer",
@@ -204,6 +211,8 @@ def bench(
     ),
 ) -> None:
     """Measure latency, throughput, peak memory and FLOPs of token mixers as N grows."""
+    if not timeout > 0:
+        raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")
     plan = plan_bench(
         mixer=mixer,
         mixer_option=mixer_option,
@@ -295,6 +304,9 @@ def plan_bench(
     ):
         if value not in accepted:
             raise UsageError(f"{name}: {value!r} is not one of {', '.join(accepted)}")
+    for name, value in (("--threads", threads), ("--dim", dim)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} must be at least 1, got {value}")
     if quick:
         tokens = tokens or QUICK_TOKENS
         dim = dim or QUICK_DIM
@@ -303,8 +315,8 @@ def plan_bench(
     for name, number in (("--batch-size", batch_size), ("--repeats", repeats)):
         if number < 1:
             raise UsageError(f"{name} must be at least 1")
-    if threads is not None and threads < 1:
-        raise UsageError("--threads must be at least 1")
+    if not lr > 0:
+        raise UsageError(f"--lr must be > 0, got {lr}")
     sizes = _sizes(tokens, image_size, layout, level)
     raw_mixer_options = parse_key_values(mixer_option, "--mixer-option")
     raw_optimizer_options = parse_key_values(optimizer_option, "--optimizer-option")

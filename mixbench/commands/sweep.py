@@ -129,6 +129,9 @@ def sweep_command(
         resume_argv += ["--executor-option", item]
     run = RunDir(resume) if resume is not None else RunDir.create(out, safe_name(sweep.file.name))
     with _locked(run.path):
+        if resume is not None:  # read again under the lock: no other sweep adds rows now
+            done = run.done_keys()
+            todo = [p for p in sweep.cells if p.cell.key not in done]
         run_sweep(
             sweep=sweep,
             todo=todo,

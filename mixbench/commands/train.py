@@ -117,6 +117,8 @@ def _grid_inputs(
     for name in MUST_BE_POSITIVE:
         if given[name] is not None and given[name] <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {given[name]}")
+    if given["warmup"] < 0:
+        raise UsageError(f"--warmup must be >= 0, got {given['warmup']}")
     if given["sharpness_rho"] < 0:
         raise UsageError(f"--sharpness-rho must be >= 0, got {given['sharpness_rho']}")
     target_acc = given["target_acc"]
@@ -208,11 +210,13 @@ def plan(
         raise UsageError(f"--dtype: {settings['dtype']!r} is not one of {train.DTYPES}")
     if settings["steps"] is None and settings["epochs"] is None:
         settings = {**settings, "steps": train.DEFAULT_STEPS}
+    from mixbench.cli import scope_options
+
     registry = get_registry()
     checked = {
         kind: {
             name: _plain(registry.get(kind, name).validate_options(scoped))
-            for name, scoped in _scoped(kind, names, options[kind]).items()
+            for name, scoped in scope_options(kind, names, options[kind]).items()
         }
         for kind, names in grid.items()
     }
@@ -231,25 +235,6 @@ def plan(
                     }  # fmt: skip
                     cells.append(Cell("train", config))
     return unique_cells(cells)
-
-
-def _scoped(kind: str, names: list[str], options: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """Each name's options: ``KEY=VALUE`` applies to every name of the kind in the grid,
-    ``NAME.KEY=VALUE`` to that one only (``-o sgd -o sam --optimizer-option sam.rho=0.1``)."""
-    result: dict[str, dict[str, str]] = {name: {} for name in names}
-    for key, value in options.items():
-        scope, dot, option = key.rpartition(".")
-        if not dot:
-            for name in names:
-                result[name][key] = value
-        elif scope in result:
-            result[scope][option] = value
-        else:
-            raise UsageError(
-                f"--{kind}-option {key}={value}: {scope!r} is not one of this grid's {kind}s "
-                f"({', '.join(names)})"
-            )
-    return result
 
 
 def _plain(options: Mapping[str, Any]) -> dict[str, Any]:
