@@ -30,10 +30,23 @@ runner = CliRunner()
     ],
 )  # fmt: skip
 def test_mann_whitney_matches_scipy(x: list[float], y: list[float]) -> None:
-    ours = mann_whitney_u(x, y)
+    ours = mann_whitney_u(x, y, exact=False)
     ref = mannwhitneyu(x, y, alternative="two-sided", method="asymptotic", use_continuity=True)
     assert ours.u == pytest.approx(ref.statistic)
     assert ours.p == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]), ([1.5, 4.0, 7.0, 2.0], [3.0, 5.0, 6.0, 8.0, 9.0])],
+)
+def test_small_samples_use_the_exact_distribution_as_scipy_does(
+    x: list[float], y: list[float]
+) -> None:
+    ours = mann_whitney_u(x, y)
+    ref = mannwhitneyu(x, y, alternative="two-sided", method="exact")
+    assert ours.p == pytest.approx(ref.pvalue, rel=1e-12)
+    assert mann_whitney_u([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]).p == pytest.approx(0.1)
 
 
 def test_mann_whitney_edge_cases() -> None:
