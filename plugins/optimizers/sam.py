@@ -17,9 +17,9 @@ optimizer exactly as it wraps ``sgd``. The two share ``param_groups`` (the same 
 scheduler attached to ``sam`` changes the learning rate the base uses, and ``state_dict`` is the
 base's state plus ``rho``/``adaptive`` in each group.
 
-Cost: every step evaluates the closure twice. The trainer reads ``grad_evals_per_step`` (2 here;
-an optimizer without the attribute counts as 1) so that step-time and "gradient evaluations"
-columns compare SAM with plain optimizers honestly.
+Cost: every step evaluates the closure twice (``grad_evals_per_step = 2`` says so to readers
+and tools). ``mixbench train`` counts the closure calls themselves, so its "gradient
+evaluations" column compares SAM with plain optimizers honestly.
 """
 
 from __future__ import annotations
