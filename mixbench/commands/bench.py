@@ -304,9 +304,9 @@ def plan_bench(
     ):
         if value not in accepted:
             raise UsageError(f"{name}: {value!r} is not one of {', '.join(accepted)}")
-    for name, value in (("--threads", threads), ("--dim", dim)):
-        if value is not None and value < 1:
-            raise UsageError(f"{name} must be at least 1, got {value}")
+    for flag, count in (("--threads", threads), ("--dim", dim)):
+        if count is not None and count < 1:
+            raise UsageError(f"{flag} must be at least 1, got {count}")
     if quick:
         tokens = tokens or QUICK_TOKENS
         dim = dim or QUICK_DIM
