@@ -55,7 +55,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def results(session: nox.Session) -> None:
-    """Regenerate the committed example leaderboards and plots in results/ (about 10 min on
+    """Regenerate the committed example leaderboards and plots in results/ (about 12 min on
     a 2-core CPU; run it on a quiet machine)."""
     session.install(TORCH)
     session.install("-e", ".[test]")
