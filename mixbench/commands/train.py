@@ -96,8 +96,8 @@ def train_command(
 ) -> None:
     """Train mixer x optimizer x task x seed cells; summarise mean ± std over seeds.
 
-    Stop and compare at matched training loss with --stop-train-loss; measure where each run
-    ended with --sharpness and --hessian.
+    Compare at matched training loss with --stop-train-loss.
+    Measure flatness where each run ended with --sharpness and --hessian.
     """
     grid, seeds, options, settings = _grid_inputs(dict(locals()))
     rows, run_path = run_grid(grid, seeds, options, settings, lr=lr, device=device,
