@@ -57,7 +57,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mixbench.errors import ContractError, IncompatibleError
+from mixbench.errors import ContractError, IncompatibleError, is_out_of_memory
 
 SCHEMA = 1
 NUM_CLASSES = 10  # model level: a small head, so the mixer and shell dominate
@@ -198,22 +198,6 @@ def optimizer_state_bytes(optimizer: Any) -> int:
             tensors.extend(v for v in state.values() if isinstance(v, torch.Tensor))
         pending.extend(v for v in vars(opt).values() if isinstance(v, torch.optim.Optimizer))
     return _tensor_bytes(tensors)
-
-
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    oom_types = tuple(
-        t
-        for t in (getattr(torch, "OutOfMemoryError", None), torch.cuda.OutOfMemoryError)
-        if t is not None
-    )
-    if isinstance(exc, (MemoryError, *oom_types)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
-    )
 
 
 def _check_finite(value: Any, what: str) -> None:
@@ -428,7 +412,7 @@ def run_cell(cell: Mapping[str, Any]) -> dict[str, Any]:
     except NonFiniteError as exc:
         row.update(status="error", reason=str(exc))
     except Exception as exc:  # a result with a status, never the end of the sweep
-        status = "oom" if _is_oom(exc) else "error"
+        status = "oom" if is_out_of_memory(exc) else "error"
         row.update(status=status, reason=f"{type(exc).__name__}: {exc}")
         row["runtime"]["traceback"] = traceback.format_exc(limit=8)
     row["duration_s"] = round(time.time() - started, 3)

@@ -59,3 +59,18 @@ class IncompatibleError(OptionError):
     """A valid option that cannot work with this grid or input (a window larger than the
     grid, an MLP mixer built for another length). Benchmarks record such a cell as
     ``skipped`` with this message as the reason."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says an allocator ran out of memory (CPU or accelerator).
+
+    torch raises ``torch.OutOfMemoryError`` on CUDA and a plain ``RuntimeError`` from the CPU
+    allocator ("DefaultCPUAllocator: can't allocate memory"); Python's own is MemoryError.
+    Read by type name and message, so this module needs no torch import.
+    """
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        words in text for words in ("out of memory", "can't allocate memory", "not enough memory")
+    )

@@ -208,5 +208,3 @@ def find_results(paths: Iterable[Path | str]) -> Iterator[Path]:
 def safe_name(text: str) -> str:
     """A file-name-safe version of ``text``."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
-
-

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mixbench.errors import ContractError, IncompatibleError, MixbenchError
+from mixbench.errors import ContractError, IncompatibleError, MixbenchError, is_out_of_memory
 from mixbench.plugins import get_registry
 from mixbench.registry import Entry
 
@@ -70,7 +70,7 @@ def _forward(entry: Entry, module: nn.Module, x: torch.Tensor, check: str) -> to
     except IncompatibleError:
         raise
     except Exception as exc:
-        if _is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             raise  # running out of memory is a resource limit, not a broken contract
         raise ContractError(
             entry.plugin,
@@ -88,15 +88,6 @@ def _forward(entry: Entry, module: nn.Module, x: torch.Tensor, check: str) -> to
             f"forward returned {type(out).__name__}, not a tensor",
         )
     return out
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
 
 
 def _input(

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from mixbench.api import create_model, create_optimizer, create_task
-from mixbench.errors import IncompatibleError, UsageError
+from mixbench.errors import IncompatibleError, UsageError, is_out_of_memory
 from mixbench.plan import Cell
 from mixbench.plugins import get_registry
 from mixbench.schedule import make_scheduler, warmup_steps_for
@@ -215,12 +215,13 @@ def train_cell(
         if run.diverged_at is not None:
             row["status"] = "diverged"
             row["reason"] = f"training loss became {run.diverged_value} at step {run.diverged_at}"
-    except torch.cuda.OutOfMemoryError as exc:
-        row["status"], row["reason"] = "oom", str(exc).splitlines()[0]
     except IncompatibleError as exc:
         row["status"], row["reason"] = "skipped", str(exc)
     except Exception as exc:  # one broken cell is a result, never the end of the grid
-        row["status"], row["reason"] = "error", f"{type(exc).__name__}: {exc}"
+        if is_out_of_memory(exc):
+            row["status"], row["reason"] = "oom", str(exc).splitlines()[0]
+        else:
+            row["status"], row["reason"] = "error", f"{type(exc).__name__}: {exc}"
     if run is not None and row["status"] in ("oom", "error"):
         row["metrics"] = run.metrics  # what was measured before it broke
     row["duration_s"] = round(time.perf_counter() - start, 3)
