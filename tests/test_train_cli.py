@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -37,6 +38,13 @@ def _one_thread() -> Iterator[None]:
 def _run_dir(out: Path) -> Path:
     (run,) = list(out.iterdir())
     return run
+
+
+def train_rows(out: Path, *args: str) -> list[dict[str, Any]]:
+    """Run ``mixbench train ARGS`` on the small shell into ``out``; the rows it stored."""
+    result = runner.invoke(app, ["train", *args, *SMALL, "--out", str(out), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return read_rows(_run_dir(out) / "results.jsonl")[0]
 
 
 def test_a_grid_writes_rows_curves_and_manifest(tmp_path: Path) -> None:
@@ -108,29 +116,10 @@ def test_the_table_shows_mean_and_std_over_seeds(tmp_path: Path) -> None:
 
 
 def test_a_diverged_cell_is_a_row_and_the_grid_goes_on(tmp_path: Path) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "-m",
-            "identity",
-            "-t",
-            "toy",
-            "--optimizer",
-            "poison,adamw",
-            "--steps",
-            "6",
-            *SMALL,
-            "--lr",
-            "0.01",
-            "--out",
-            str(tmp_path),
-            "--json",
-            "--quiet",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    rows = read_rows(_run_dir(tmp_path) / "results.jsonl")[0]
+    rows = train_rows(
+        tmp_path, "-m", "identity", "-t", "toy", "--optimizer", "poison,adamw", "--steps", "6",
+        "--lr", "0.01",
+    )  # fmt: skip
     assert [(r["config"]["optimizer"], r["status"]) for r in rows] == [
         ("poison", "diverged"),
         ("adamw", "ok"),
@@ -139,29 +128,8 @@ def test_a_diverged_cell_is_a_row_and_the_grid_goes_on(tmp_path: Path) -> None:
 
 
 def test_sam_is_charged_two_gradient_evaluations(tmp_path: Path) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "-m",
-            "identity",
-            "-t",
-            "toy",
-            "-o",
-            "sgd,sam",
-            "--optimizer-option",
-            "momentum=0.9",
-            "--steps",
-            "5",
-            *SMALL,
-            "--out",
-            str(tmp_path),
-            "--json",
-            "--quiet",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    rows = {r["config"]["optimizer"]: r for r in read_rows(_run_dir(tmp_path) / "results.jsonl")[0]}
+    args = ["-m", "identity", "-t", "toy", "-o", "sgd,sam", "--optimizer-option", "momentum=0.9"]
+    rows = {r["config"]["optimizer"]: r for r in train_rows(tmp_path, *args, "--steps", "5")}
     assert rows["sgd"]["metrics"]["grad_evals"] == 5
     assert rows["sam"]["metrics"]["grad_evals"] == 10
     assert rows["sam"]["config"]["optimizer_options"] == {"momentum": 0.9}
@@ -197,27 +165,9 @@ def test_options_scoped_to_one_name(tmp_path: Path) -> None:
 
 
 def test_an_incompatible_mixer_option_skips_that_cell(tmp_path: Path) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "-m",
-            "window",
-            "-t",
-            "toy",
-            "--mixer-option",
-            "window_size=7",
-            "--steps",
-            "2",
-            *SMALL,
-            "--out",
-            str(tmp_path),
-            "--json",
-            "--quiet",
-        ],
+    (row,) = train_rows(
+        tmp_path, "-m", "window", "-t", "toy", "--mixer-option", "window_size=7", "--steps", "2"
     )
-    assert result.exit_code == 0, result.output
-    (row,) = read_rows(_run_dir(tmp_path) / "results.jsonl")[0]
     assert row["status"] == "skipped" and "window_size" in row["reason"]
 
 
@@ -256,27 +206,10 @@ def test_usage_errors_exit_2_before_any_training(
 
 def test_label_noise_through_the_command_line(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "-m",
-            "identity",
-            "-t",
-            "digits",
-            "--task-option",
-            "label_noise=0.2",
-            "--steps",
-            "2",
-            *SMALL,
-            "--out",
-            str(tmp_path),
-            "--json",
-            "--quiet",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    (row,) = read_rows(_run_dir(tmp_path) / "results.jsonl")[0]
+    (row,) = train_rows(
+        tmp_path, "-m", "identity", "-t", "digits", "--task-option", "label_noise=0.2",
+        "--steps", "2",
+    )  # fmt: skip
     info = row["metrics"]["task_info"]
     assert row["config"]["task_options"] == {"label_noise": 0.2}
     assert info["labels_flipped"] == round(0.2 * info["num_train"]) > 0
