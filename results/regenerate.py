@@ -1,61 +1,93 @@
-"""Regenerate the committed example results: `nox -s results`.
+"""Regenerate the committed evidence under ``results/``: ``nox -s results``.
 
-Runs the documented bench and train commands through the CLI, as a user would, then copies
-each run's ``manifest.json`` and ``results.jsonl`` here and renders its leaderboards and
-plots with ``mixbench.commands.report.write_report``. Everything under ``results/bench`` and
-``results/train`` is produced by this script on the machine named in the manifests; nothing
-is edited by hand.
+Evidence is organised as *studies*: one module per study in ``results/studies/``. A study
+module has
+
+* ``TITLE``: one line saying what it shows;
+* ``run(root: Path) -> None``: measures, by running ``mixbench`` commands as a user would
+  (``python -m mixbench ...``), and leaves small run directories (``manifest.json`` and
+  ``results.jsonl``, plus training curves) under ``root / <study>``;
+* ``render(root: Path) -> dict[str, str]``: renders tables from those committed rows with the
+  project's own report code, as ``{file name: markdown}``; each is written to
+  ``root / <study> / <file name>``.
+
+The README quotes each rendered table verbatim between a ``<!-- table: results/<study>/<file>
+-->`` line and an ``<!-- end table -->`` line, and a test checks that every quoted table is
+the current rendering of its committed rows. Nothing under ``results/`` is edited by hand.
+
+Usage::
+
+    python results/regenerate.py                 # run and render every study
+    python results/regenerate.py lsh_scaling     # only the studies named
+    python results/regenerate.py --render-only   # re-render from the committed rows
 """
 
 from __future__ import annotations
 
-import shutil
+import argparse
+import importlib.util
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
-
-BENCH = [
-    "bench",
-    *("--mixer", "attention", "--mixer", "lsh", "--mixer", "window"),
-    *("--mixer", "pooling", "--mixer", "mlp", "--mixer", "identity"),
-    *("--tokens", "256,1024,4096", "--dim", "64", "--batch-size", "8", "--threads", "1"),
-]
-TRAIN = [
-    "train",
-    *("--mixer", "attention,lsh,window,pooling,mlp,identity"),
-    *("--optimizer", "sgd,adamw,sam", "--task", "digits", "--seed", "0"),
-    *("--steps", "300", "--threads", "1"),
-]
+STUDIES = HERE / "studies"
 
 
-def run(args: list[str], out: Path) -> Path:
-    """Run one mixbench command into ``out`` and return the run directory it made."""
-    before = set(out.glob("*"))
+def load_studies(names: list[str] | None = None) -> dict[str, ModuleType]:
+    """The study modules in ``results/studies``, by name (all of them when ``names`` is empty)."""
+    found = {p.stem: p for p in sorted(STUDIES.glob("*.py")) if not p.stem.startswith("_")}
+    wanted = names or list(found)
+    unknown = [name for name in wanted if name not in found]
+    if unknown:
+        raise SystemExit(f"unknown study {', '.join(unknown)}; known: {', '.join(found)}")
+    modules: dict[str, ModuleType] = {}
+    for name in wanted:
+        spec = importlib.util.spec_from_file_location(f"mixbench_study_{name}", found[name])
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        modules[name] = module
+    return modules
+
+
+def mixbench(*args: str, out: Path) -> Path:
+    """Run one ``mixbench`` command writing into ``out`` and return the run directory it made.
+
+    Studies call this so that every committed run is what a user's command line produces.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    before = set(out.iterdir())
     subprocess.run([sys.executable, "-m", "mixbench", *args, "--out", str(out)], check=True)
-    (run_dir,) = set(out.glob("*")) - before
-    return run_dir
+    made = sorted(set(out.iterdir()) - before)
+    if len(made) != 1:
+        raise RuntimeError(f"expected one new run directory in {out}, found {made}")
+    return made[0]
 
 
-def main() -> None:
-    from mixbench.commands.report import write_report
+def render_study(name: str, module: ModuleType, root: Path = HERE) -> list[Path]:
+    """Write every table the study renders; return the paths written."""
+    written = []
+    for file_name, text in module.render(root).items():
+        path = root / name / file_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
 
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, args in (("bench", BENCH), ("train", TRAIN)):
-            run_dir = run(args, Path(tmp))
-            target = HERE / name
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir(parents=True)
-            for item in ("manifest.json", "results.jsonl", "curves"):
-                source = run_dir / item
-                if source.is_dir():
-                    shutil.copytree(source, target / item)
-                elif source.exists():
-                    shutil.copy2(source, target / item)
-            for path in write_report([target], target, name):
-                print(f"wrote {path.relative_to(HERE.parent)}")
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("studies", nargs="*", help="study names (default: all)")
+    parser.add_argument("--render-only", action="store_true", help="do not measure")
+    args = parser.parse_args(argv)
+    for name, module in load_studies(args.studies).items():
+        if not args.render_only:
+            print(f"== {name}: {module.TITLE}", flush=True)
+            module.run(HERE)
+        for path in render_study(name, module):
+            print(f"wrote {path.relative_to(HERE.parent)}")
 
 
 if __name__ == "__main__":
