@@ -230,7 +230,7 @@ class WindowAttention(nn.Module):
         window_order, token_order = window_layout(self.grid, window_size, self.shifts)
         self.register_buffer("window_order", window_order, persistent=False)
         self.register_buffer("token_order", token_order, persistent=False)
-        # Additive (nW, 1, T, T) mask, 0 where attention is allowed and -inf where blocked;
+        # Additive (nW, T, T) mask, 0 where attention is allowed and -inf where blocked;
         # a float buffer, so it follows the module's dtype.
         allowed = attention_allowed(self.grid, window_size, self.shifts)
         self.window_mask: torch.Tensor | None
@@ -238,7 +238,7 @@ class WindowAttention(nn.Module):
             "window_mask",
             None
             if allowed is None
-            else torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))[:, None],
+            else torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf")),
             persistent=False,
         )
         self._last_backend: str | None = None
@@ -253,30 +253,43 @@ class WindowAttention(nn.Module):
             )
         # q, k and v are per-token, so project the real tokens, then gather them into window
         # order: one fixed permutation (padding, roll and partition at once).
-        qkv = self.qkv(x).index_select(1, self.window_order)  # (B, nW * T, 3C)
-        q, k, v = (
-            qkv.view(batch * self.num_windows, -1, 3, self.num_heads, self.head_dim)
-            .permute(2, 0, 3, 1, 4)
-            .unbind(0)
-        )  # each (B * nW, heads, T, head_dim)
-        mask = self._attention_bias(batch)
+        heads, windows, size = self.num_heads, self.num_windows, self.tokens_per_window
+        qkv = self.qkv(x).view(batch, tokens, 3, heads, self.head_dim)
+        if self.window_mask is None:  # each (B * nW, heads, T, head_dim)
+            qkv = qkv.index_select(1, self.window_order).view(batch * windows, size, 3, heads, -1)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        else:  # each (B, heads * nW, T, head_dim), see _attention_bias; three tensors, so
+            # that what SDPA keeps for its backward does not pin the other two
+            q, k, v = (
+                part.index_select(2, self.window_order).view(batch, -1, size, self.head_dim)
+                for part in qkv.permute(2, 0, 3, 1, 4)
+            )
+        del qkv  # the projection's output, gathered into q, k and v
+        mask = self._attention_bias()
         self._record_backend(q, k, v, mask)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        y = y.transpose(1, 2).reshape(batch, -1, channels)  # (B, nW * T, C)
-        out: torch.Tensor = self.proj(y.index_select(1, self.token_order))
+        if self.window_mask is None:
+            y = y.transpose(1, 2).reshape(batch, -1, channels).index_select(1, self.token_order)
+        else:
+            y = y.view(batch, heads, -1, self.head_dim).index_select(2, self.token_order)
+            y = y.transpose(1, 2).reshape(batch, tokens, channels)
+        out: torch.Tensor = self.proj(y)
         return out
 
-    def _attention_bias(self, batch: int) -> torch.Tensor:
+    def _attention_bias(self) -> torch.Tensor:
         """The additive ``attn_mask``: relative position bias, -inf where attention is
-        blocked. Always 4-D: SDPA's CPU flash kernel rejects 3-D masks outright."""
+        blocked. Always 4-D: SDPA's CPU flash kernel rejects 3-D masks outright.
+
+        Without a mask the bias (1, h, T, T) broadcasts over the B * nW windows. With one,
+        the windows sit in the head axis (heads-major, (B, h * nW)), so the masked bias
+        (1, h * nW, T, T) is built once per forward and broadcasts over the batch, instead
+        of being copied per sample."""
         size = self.tokens_per_window
         bias = self.relative_position_bias[self.position_index.view(-1)]
-        bias = bias.view(size, size, self.num_heads).permute(2, 0, 1)[None]  # (1, h, T, T)
+        bias = bias.view(size, size, self.num_heads).permute(2, 0, 1)  # (h, T, T)
         if self.window_mask is None:
-            return bias  # broadcast over every window of every sample
-        masked = bias + self.window_mask  # (nW, h, T, T)
-        # Windows are numbered sample-major (B * nW), so repeat the per-window mask per sample.
-        return masked.expand(batch, *masked.shape).reshape(-1, self.num_heads, size, size)
+            return bias[None]
+        return (bias.contiguous()[:, None] + self.window_mask).view(1, -1, size, size)
 
     def _record_backend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
