@@ -43,12 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixbench
+from mixbench import FlopTally
 from mixbench.errors import IncompatibleError, OptionError
-
-# FLOPs per attention score that no counter sees: 1 for the 1/sqrt(d) scale, 1 for adding
-# the bias-and-mask, 5 for the softmax (running max, subtract, exp, sum, divide).
-FLOPS_PER_SCORE = 7
-
 
 # -- window geometry (pure functions of shapes; tested on their own) ---------------------------
 
@@ -336,23 +332,55 @@ class WindowAttention(nn.Module):
             "sdpa_flops_uncounted": self._sdpa_uncounted(),
         }
 
-    def extra_flops(self, batch_size: int) -> int:
-        """FLOPs per forward that ``FlopCounterMode`` does not count.
+    def real_pairs_per_head(self) -> int:
+        """Query-key pairs of real tokens that share a window, per sample and head.
 
-        Model, with S = batch_size * num_windows * num_heads * T^2 scores (T tokens per
-        window, pad tokens included, since they are computed):
-        * scale, bias-and-mask add and softmax: ``FLOPS_PER_SCORE`` (7) per score;
-        * when the last forward ran the CPU flash kernel, which the counter does not know,
-          also the two attention matmuls QK^T and PV: 2 * 2 * S * head_dim.
-        Linear-layer bias adds are not counted (the counter's and the attention mixer's
-        convention); the bias-table gather, the token permutations and the reshapes move
-        data and count 0.
+        A window is a product of one interval per axis, so its real tokens are the product
+        of each axis's real positions in it, and the sum of their squares over windows is
+        the product over axes of per-axis sums (after padding and the roll, as laid out).
         """
+        pairs = 1
+        for size, total, shift in zip(self.grid, self.padded_grid, self.shifts, strict=True):
+            real = [(position + shift) % total < size for position in range(total)]
+            chunks = range(0, total, self.window_size)
+            pairs *= sum(sum(real[start : start + self.window_size]) ** 2 for start in chunks)
+        return pairs
+
+    def _attention_flops(self, scores: int, matmuls: bool) -> FlopTally:
+        """Per-score work over ``scores`` scores: scale, bias(-and-mask) add, softmax; and
+        QK^T and PV when ``matmuls``."""
+        tally = FlopTally()
+        if matmuls:
+            tally.matmul("QK^T", scores * self.head_dim)
+        tally.elementwise("scale", scores).elementwise("position bias add", scores)
+        tally.softmax("softmax", scores)
+        if matmuls:
+            tally.matmul("PV", scores * self.head_dim)
+        return tally
+
+    def model_flops(self, batch_size: int) -> FlopTally:
+        """The operation on the real tokens: qkv and output projections of the N tokens,
+        and attention over the pairs of real tokens sharing a window
+        (:meth:`real_pairs_per_head`; pad slots excluded). Pairs that the shifted block's
+        mask separates still count, as in Swin's own complexity formula (4 N C^2 + 2 w^2 N C
+        on a divisible grid). Linear-layer bias adds are not counted."""
+        rows = batch_size * self.num_tokens
+        scores = batch_size * self.num_heads * self.real_pairs_per_head()
+        return (
+            FlopTally()
+            .matmul("qkv projection", rows * self.dim * 3 * self.dim)
+            .merge(self._attention_flops(scores, matmuls=True))
+            .matmul("output projection", rows * self.dim * self.dim)
+        )
+
+    def extra_flops(self, batch_size: int) -> FlopTally:
+        """Executed work per forward that ``FlopCounterMode`` does not count, over every
+        score computed, pad slots included (batch_size * num_windows * num_heads * T^2):
+        scale, bias-and-mask add and softmax; and when the last forward ran the CPU flash
+        kernel uncounted, QK^T and PV too. The bias-table gather, the token permutations
+        and the reshapes move data and count 0."""
         scores = batch_size * self.num_windows * self.num_heads * self.tokens_per_window**2
-        flops = FLOPS_PER_SCORE * scores
-        if self._sdpa_uncounted():
-            flops += 2 * 2 * scores * self.head_dim
-        return flops
+        return self._attention_flops(scores, matmuls=self._sdpa_uncounted())
 
 
 @mixbench.hookimpl
