@@ -26,10 +26,12 @@ OPTIONS: dict[str, dict[str, Any]] = {
 TIMING = {"warmup_iters": 1, "warmup_s": 0.0, "min_time_s": 0.0, "max_time_s": 0.02}
 
 
-def bench(mixer: str, mode: str, grid: tuple[int, ...], **options: Any) -> dict[str, Any]:
-    """The row of one mixer-level cell."""
+def bench(
+    mixer: str, mode: str, grid: tuple[int, ...], level: str = "mixer", **options: Any
+) -> dict[str, Any]:
+    """The row of one cell (mixer level unless told)."""
     config = {
-        "level": "mixer", "mixer": mixer, "mixer_options": {**OPTIONS.get(mixer, {}), **options},
+        "level": level, "mixer": mixer, "mixer_options": {**OPTIONS.get(mixer, {}), **options},
         "mode": mode, "optimizer": "sgd", "optimizer_options": {}, "lr": 1e-3,
         "tokens": math.prod(grid), "grid": list(grid), "image_size": None, "dim": DIM,
         "batch_size": BATCH, "preset": None, "device": "cpu", "dtype": "float32",
@@ -157,6 +159,19 @@ def test_flash_and_math_attention_report_the_same_model_flops(mode: str) -> None
         executed = flash["metrics"]["executed_flops"] - math_path["metrics"]["executed_flops"]
         assert executed == recompute
         assert math_path["metrics"]["executed_flops"] == math_path["metrics"]["model_flops"]
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+def test_in_a_block_the_mixer_states_its_part_and_the_counter_the_rest(mode: str) -> None:
+    """The block's channel MLP (C -> 4C -> C, two matmuls the counter sees) adds to the
+    attention mixer's stated figure, whichever kernel ran inside it."""
+    grid = GRIDS["divides"]
+    channel_mlp = 2 * BATCH * math.prod(grid) * DIM * 4 * DIM
+    expected = by_rule(mode, **attention_counts(grid)) + by_rule(mode, macs=channel_mlp)
+    for backend in ("auto", "math"):
+        row = bench("attention", mode, grid, level="block", backend=backend)
+        assert row["runtime"]["model_flops_source"] == "declared + counter"
+        assert row["metrics"]["model_flops"] == expected
 
 
 @pytest.mark.parametrize("mode", ["infer", "train"])

@@ -182,11 +182,8 @@ def declaring_modules(module: Any) -> dict[str, Any]:
     their model FLOPs; a declaring module's own submodules are covered by its statement."""
     found: dict[str, Any] = {}
     for name, sub in module.named_modules():
-        if any(name == outer or name.startswith(outer + ".") for outer in found if outer):
-            continue
-        if "" in found:
-            break
-        if callable(getattr(sub, "model_flops", None)):
+        inside = any(outer == "" or name.startswith(outer + ".") for outer in found)
+        if not inside and callable(getattr(sub, "model_flops", None)):
             found[name] = sub
     return found
 
