@@ -18,8 +18,12 @@ Decisions, all recorded in :meth:`WindowAttention.runtime_info`:
   treated exactly like a larger grid (pad first, then roll), so the shift mask stays the
   paper's. A pad key is visible to its own query only, so no softmax row is ever empty.
   Padding, roll and partition are one fixed permutation of the tokens, computed once
-  (:func:`window_layout`): the forward is two ``index_select`` calls around SDPA, with no
-  padded copy and no roll at run time.
+  (:func:`window_layout`): the forward gathers into window order before SDPA and back
+  after it, with no padded copy and no roll at run time. The shift/padding mask is one
+  (num_windows, T, T) tensor broadcast over the batch, never copied per sample.
+* **FLOPs**: :meth:`WindowAttention.model_flops` counts the pairs of real tokens sharing a
+  window; the executed figure (:meth:`WindowAttention.extra_flops` and the counter) counts
+  every padded window that ran (docs/conventions.md).
 * **A window larger than the grid is an IncompatibleError**, never a silent clamp (Swin's
   reference code would shrink the window to ``min(resolution)``): ask for the window you
   want. A window equal to the grid along an axis is one window there; shifting along such
