@@ -298,5 +298,6 @@ def test_extra_flops_grow_like_n_log_n() -> None:
     ratio = large.extra_flops(2).forward / small.extra_flops(2).forward
     assert 4.0 < ratio < 6.0  # N log N gives 4.8; quadratic attention would give 16
     sorts = 2 * small.num_heads * small.n_hashes
+    assert small.flop_breakdown(2)["sort"] == sorts * 1024 * 10
     assert small.extra_flops(2).parts["sort"] == (sorts * 1024 * 10, 0)  # no backward
     assert small.extra_flops(4).forward == 2 * small.extra_flops(2).forward

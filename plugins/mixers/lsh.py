@@ -265,63 +265,74 @@ class LSHAttention(nn.Module):
             info["self_only_fraction"] = self._last_self_only.float().mean().item()
         return info
 
-    def _uncounted_flops(self, batch_size: int, tokens: int, masks: int) -> FlopTally:
-        """The work ``FlopCounterMode`` misses, per forward and its backward (it counts the
-        projections, the hash rotation and the two chunked attention matmuls), for
-        ``tokens`` hashed and sorted tokens and ``masks`` masks applied to every score.
+    def flop_breakdown(self, batch_size: int) -> dict[str, int]:
+        """Per-forward FLOPs that ``FlopCounterMode`` misses, by part (it does count the
+        projections, the hash rotation and the two chunked attention matmuls).
 
-        With P = batch * heads * n_hashes (one sort per P), S bucket size, T tokens:
-        * normalise keys: 3 per element (square, sum, divide) of the P x T x head_dim copy;
-          scale the queries: 1 per element;
+        With P = batch * heads * n_hashes (one sort per P), L padded tokens, S bucket size:
+        * normalise keys: 3 per element (square, sum, divide) of the P x L x head_dim copy;
         * hash: the argmax over n_buckets values as n_buckets comparisons (max and min over
-          half each), plus 2 for the sort key, per token and round; no backward;
-        * sort: T * log2(T) comparisons per sort (comparison-sort model); no backward;
-        * scores (P * T * 2S of them): 1 per mask (compare and fill), the softmax, and 1 log
-          per query;
-        * combine rounds (over the N real tokens): a softmax over the rounds' logsumexps and
-          a weighted sum of head_dim-vectors, per token, head and round.
+          half each), plus 2 for the sort key, per token and round;
+        * sort: L * log2(L) comparisons per sort (comparison-sort model), P sorts;
+        * scale the queries: 1 per element of the P x L x head_dim copy;
+        * scores (P * L * 2S of them): 3 masking (self, padding, bucket compares and fills)
+          + 5 softmax (max, subtract, exp, sum, divide), plus 1 log per query;
+        * combine rounds: 5 per round for the softmax over logsumexps and 2 * head_dim per
+          round for the weighted sum, per token and head.
         Gathers, scatters and padding move memory and count 0.
         """
         sorts = batch_size * self.num_heads * self.n_hashes
-        scores = sorts * tokens * 2 * self.bucket_size
-        combined = sorts * self.num_tokens  # (token, head, round) triples
-        return (
-            FlopTally()
-            .elementwise("normalise keys, scale queries", 4 * sorts * tokens * self.head_dim)
-            .no_grad("hash", sorts * tokens * (self.n_buckets + 2))
-            .no_grad("sort", sorts * tokens * math.ceil(math.log2(tokens)))
-            .elementwise("masks", masks * scores)
-            .softmax("softmax", scores)
-            .elementwise("logsumexp", sorts * tokens)
-            .softmax("combine rounds: weights", combined)
-            .matmul("combine rounds: weighted sum", combined * self.head_dim)
-        )
+        length = self.padded_tokens
+        return {
+            "normalise_and_scale": 4 * sorts * length * self.head_dim,
+            "hash": sorts * length * (self.n_buckets + 2),
+            "sort": sorts * length * math.ceil(math.log2(length)),
+            "softmax_and_masks": sorts * length * (8 * 2 * self.bucket_size + 1),
+            "combine": sorts * self.num_tokens * (5 + 2 * self.head_dim),
+        }
+
+    def extra_flops(self, batch_size: int) -> FlopTally:
+        """:meth:`flop_breakdown` as a tally: hashing and sorting have no backward; the other
+        parts are elementwise, whose backward costs the same (docs/conventions.md)."""
+        tally = FlopTally()
+        for part, flops in self.flop_breakdown(batch_size).items():
+            if part in ("hash", "sort"):
+                tally.no_grad(part, flops)
+            else:
+                tally.elementwise(part, flops)
+        return tally
 
     def model_flops(self, batch_size: int) -> FlopTally:
-        """The operation on the N real tokens (no padding): projections, hashing and
-        sorting N tokens per round, and N queries per round against their two chunks'
-        2S keys, with the self mask and (unless ``attend_across_buckets``) the bucket
-        mask. Linear-layer bias adds and dropout are not counted."""
+        """The operation on the N real tokens (no padding), per forward (docs/conventions.md).
+
+        With P = batch * heads * n_hashes, S bucket size: the projections; hashing (the
+        rotation, argmax and sort key) and sorting N tokens per round, no backward;
+        normalising keys and scaling queries; N queries per round against their two
+        chunks' 2S keys: QK^T, the self mask and (unless ``attend_across_buckets``) the
+        bucket mask, softmax, logsumexp, PV; combining the rounds (a softmax over them and
+        a weighted sum). Linear-layer bias adds and dropout are not counted.
+        """
         tokens, dim = self.num_tokens, self.head_dim * self.num_heads
-        rows = batch_size * tokens
         sorts = batch_size * self.num_heads * self.n_hashes
-        attention = sorts * tokens * 2 * self.bucket_size * self.head_dim
+        queries = sorts * tokens  # (query, round) pairs
+        scores = queries * 2 * self.bucket_size
         masks = 1 if self.attend_across_buckets else 2
         return (
             FlopTally()
-            .matmul("shared-QK and V projection", rows * dim * 2 * dim)
-            .no_grad("hash rotation", 2 * sorts * tokens * self.head_dim * self.n_buckets // 2)
-            .matmul("QK^T", attention)
-            .matmul("PV", attention)
-            .matmul("output projection", rows * dim * dim)
-            .merge(self._uncounted_flops(batch_size, tokens, masks))
+            .matmul("shared-QK and V projection", batch_size * tokens * dim * 2 * dim)
+            .no_grad("hash rotation", 2 * queries * self.head_dim * self.n_buckets // 2)
+            .no_grad("hash", queries * (self.n_buckets + 2))
+            .no_grad("sort", queries * math.ceil(math.log2(tokens)))
+            .elementwise("normalise keys, scale queries", 4 * queries * self.head_dim)
+            .matmul("QK^T", scores * self.head_dim)
+            .elementwise("masks", masks * scores)
+            .softmax("softmax", scores)
+            .elementwise("logsumexp", queries)
+            .matmul("PV", scores * self.head_dim)
+            .softmax("combine rounds: weights", queries)
+            .matmul("combine rounds: weighted sum", queries * self.head_dim)
+            .matmul("output projection", batch_size * tokens * dim * dim)
         )
-
-    def extra_flops(self, batch_size: int) -> FlopTally:
-        """What ran and the counter missed: over the L padded tokens, with the self,
-        padding and (unless ``attend_across_buckets``) bucket masks."""
-        masks = 2 if self.attend_across_buckets else 3
-        return self._uncounted_flops(batch_size, self.padded_tokens, masks)
 
 
 def _mask_values(dtype: torch.dtype) -> tuple[float, float]:
