@@ -5,7 +5,8 @@ The public surface is small and stable:
 * ``hookimpl`` marks a plugin's hook implementations (see ``mixbench.hookspecs``);
 * ``create_mixer``, ``create_optimizer``, ``create_model`` and ``create_task`` build
   registered things by name with their options validated;
-* ``load_results`` reads run directories into a pandas DataFrame.
+* ``load_results`` reads run directories into a pandas DataFrame;
+* ``FlopTally`` is how a mixer states its FLOPs (docs/conventions.md).
 
 Everything that needs torch is imported lazily, so ``import mixbench`` (and the CLI's
 ``--help``) stays fast.
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
         create_optimizer,
         create_task,
     )
+    from mixbench.measure.flops import FlopTally
     from mixbench.plugins import get_registry
     from mixbench.results import load_results
 
@@ -41,6 +43,7 @@ _LAZY = {
     "create_optimizer": "mixbench.api",
     "create_model": "mixbench.api",
     "create_task": "mixbench.api",
+    "FlopTally": "mixbench.measure.flops",
     "get_registry": "mixbench.plugins",
     "load_results": "mixbench.results",
 }
@@ -48,6 +51,7 @@ _LAZY = {
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PROJECT_NAME",
+    "FlopTally",
     "__version__",
     "create_block",
     "create_mixer",

@@ -21,7 +21,8 @@ and returns the loss, so the optimizer's own work (and SAM's second pass) is par
 step's latency, and its state is reported as ``optimizer_state_bytes``. At the mixer and
 block levels the inputs require grad, as inside a network, so backward includes the input
 gradient; a module without parameters (pooling) has no optimizer step, only forward and
-backward (``runtime.optimizer_step`` is false).
+backward (``runtime.optimizer_step`` is false). The objective costs the harness next to no
+memory (see ``Steps``), so a training step's peak is the module's.
 
 dtypes: in ``infer`` mode the module and inputs are cast with ``.to(dtype)`` (the
 deployment question); in ``train`` mode weights stay float32 and the step runs under
@@ -29,23 +30,32 @@ deployment question); in ``train`` mode weights stay float32 and the step runs u
 
 Row schema (``schema`` 1), one JSON object per cell, written once and never edited::
 
-    {"schema": 1, "kind": "bench", "key": str, "status": "ok|oom|error|timeout|skipped",
+    {"schema": 1, "conventions_version": 1, "kind": "bench", "key": str,
+     "status": "ok|oom|error|timeout|skipped",
      "reason": str | null, "run_id": str | null, "started_at": ISO-8601, "duration_s": float,
      "config": {level, mixer, mixer_options, optimizer, optimizer_options, lr, mode,
                 tokens, grid, image_size, dim, batch_size, preset, device, dtype, threads,
                 compile, seed},
      "metrics": {latency_ms_median, latency_ms_iqr, latency_ms_ci95: [lo, hi],
                  latency_rel_iqr, noisy, samples_per_s, tokens_per_s,
-                 peak_mem_bytes, memory_method, weights_bytes, inputs_bytes,
-                 optimizer_state_bytes, params, flops, flops_counted, flops_analytic_extra,
-                 macs, gflops_per_s, frac_peak_flops, compile_s},
+                 peak_mem_bytes, memory_method, weights_bytes, nonpersistent_buffers_bytes,
+                 inputs_bytes, optimizer_state_bytes, params, model_flops, executed_flops,
+                 flops_counted, flops_analytic_extra, macs, model_gflops_per_s,
+                 executed_gflops_per_s, model_frac_peak_flops, executed_frac_peak_flops,
+                 compile_s},
      "samples_ms": [per-iteration latency of each timed block, ms],
      "measurement": {warm-up and sampling settings, block size, stop reason, ...},
      "runtime": {"mixer": runtime_info() of the mixer(s), "flops_by_op": {...},
+                 "model_flops_source": str, "model_flops_by_part": {...},
                  "complexity": str, "plugin": str, "grid_layout": str}}
 
-Units: latency in milliseconds per batch; memory in bytes; FLOPs per step (2 per
-multiply-add; ``macs`` separately); ``gflops_per_s`` in 10^9 FLOP/s.
+Units and conventions (``conventions_version``; docs/conventions.md): latency in
+milliseconds per batch; memory in bytes; FLOPs per step, 2 per multiply-add (``macs``
+separately), as *model* FLOPs (the operation on real tokens, forward plus the standard
+backward in train mode: compare mixers with these) and *executed* FLOPs (what the kernels
+that ran did: padding, recomputation; hardware efficiency); ``*_gflops_per_s`` in 10^9
+FLOP/s. Rows without ``conventions_version`` predate it: their ``flops``,
+``gflops_per_s`` and ``frac_peak_flops`` are the counter plus forward-only extras.
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mixbench.errors import ContractError, IncompatibleError, is_out_of_memory
+from mixbench.measure.flops import CONVENTIONS_VERSION
 
 SCHEMA = 1
 NUM_CLASSES = 10  # model level: a small head, so the mixer and shell dominate
@@ -240,7 +251,18 @@ def prepare(built: Built, config: Mapping[str, Any]) -> Any:
 
 
 class Steps:
-    """The infer or train step of a prepared cell, counting forward passes."""
+    """The infer or train step of a prepared cell, counting forward passes.
+
+    The training objective is chosen so that the harness allocates next to nothing during
+    the step, and the step's peak memory is the module's (docs/conventions.md): at the
+    model level, cross-entropy over the logits (B x 10 values); at the mixer and block
+    levels, ``L = <out, G>`` for a fixed random G shaped like the output and drawn before
+    the measured steps, so dL/dout = G is handed to backward without building any loss
+    tensor, and L's value is one dot product over the output's memory. Gradients come
+    from ``torch.autograd.grad``: parameters get theirs as ``.grad`` for the optimizer, and
+    the input's gradient (computed, since inside a network it flows on) is dropped rather
+    than accumulated into a ``.grad`` copy.
+    """
 
     def __init__(
         self, built: Built, config: Mapping[str, Any], module: Any, optimizer: Any
@@ -249,27 +271,43 @@ class Steps:
         self.train = config["mode"] == "train"
         self.device_type = str(config["device"]).split(":")[0]
         self.dtype = _dtype(config.get("dtype", "float32"))
+        self.seed = int(config.get("seed", 0))
         self.forwards = 0
         self.last: Any = None
+        self.output_grad: Any = None  # G, made on the first (unmeasured) step
 
-    def _loss(self, out: Any) -> Any:
+    def _objective(self, out: Any) -> tuple[Any, Any]:
+        """(tensor to differentiate, its incoming gradient) for this cell's objective."""
+        import torch
         import torch.nn.functional as F
 
         if self.built.targets is not None:
-            return F.cross_entropy(out.float(), self.built.targets)
-        return out.float().pow(2).mean()
+            return F.cross_entropy(out.float(), self.built.targets), None
+        if self.output_grad is None or self.output_grad.dtype != out.dtype:
+            generator = torch.Generator(device=out.device).manual_seed(self.seed + 1)
+            self.output_grad = torch.empty_like(out).normal_(generator=generator)
+        return out, self.output_grad
 
     def closure(self) -> Any:
         import torch
 
         self.clear_grads()
         self.forwards += 1
+        # A view, not the leaf itself: hooks on module inputs (FlopCounterMode's module
+        # tracker) cannot sit on a leaf during autograd.grad. It costs no memory.
+        inputs = self.built.inputs.view_as(self.built.inputs)
         if self.dtype is torch.float32:
-            loss = self._loss(self.module(self.built.inputs))
+            root, root_grad = self._objective(self.module(inputs))
         else:
             with torch.autocast(self.device_type, dtype=self.dtype):
-                loss = self._loss(self.module(self.built.inputs))
-        loss.backward()
+                root, root_grad = self._objective(self.module(inputs))
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        wrt = [inputs, *params] if inputs.requires_grad else params
+        grads = torch.autograd.grad(root, wrt, root_grad, allow_unused=True)
+        for param, grad in zip(params, grads[len(wrt) - len(params) :], strict=True):
+            param.grad = grad
+        del grads  # the input's gradient, if any, goes with it
+        loss = root if root_grad is None else _dense_dot(root, root_grad)
         self.last = loss.detach()
         return loss
 
@@ -296,6 +334,15 @@ class Steps:
         _check_finite(self.last, "loss" if self.train else "output")
 
 
+def _dense_dot(a: Any, b: Any) -> Any:
+    """<a, b> for tensors of one shape and strides, with no temporary: both are read in
+    memory order (a dense tensor permuted by decreasing stride flattens as a view)."""
+    import torch
+
+    order = sorted(range(a.dim()), key=lambda dim: -a.stride(dim))
+    return torch.dot(a.detach().permute(order).reshape(-1), b.detach().permute(order).reshape(-1))
+
+
 def measure_cell(
     config: Mapping[str, Any], settings: Mapping[str, Any]
 ) -> tuple[dict[str, Any], list[float], dict[str, Any], dict[str, Any]]:
@@ -316,7 +363,11 @@ def measure_cell(
         optimizer = prepare(built, config)
         eager = Steps(built, config, module, optimizer)
         flops = count_flops(
-            eager.step, module, int(config["batch_size"]), forward_passes=lambda: eager.forwards
+            eager.step,
+            module,
+            int(config["batch_size"]),
+            forward_passes=lambda: eager.forwards,
+            backward=eager.train,
         )
         eager.check_finite()
         steps, compile_s = eager, None
@@ -334,8 +385,9 @@ def measure_cell(
 
     batch, median_s = int(config["batch_size"]), result.median_s
     summary = result.summary
-    gflops = flops.flops / median_s / 1e9 if median_s > 0 else None
     peak = (settings.get("probe") or {}).get("matmul_gflops")
+    model_rate, model_frac = _rates(flops.model_flops, median_s, peak)
+    executed_rate, executed_frac = _rates(flops.executed_flops, median_s, peak)
     metrics = {
         "latency_ms_median": median_s * 1e3,
         "latency_ms_iqr": summary.iqr * 1e3,
@@ -346,22 +398,28 @@ def measure_cell(
         "tokens_per_s": batch * built.tokens / median_s,
         "peak_mem_bytes": memory.peak_bytes,
         "memory_method": memory.method,
-        "weights_bytes": _tensor_bytes([*module.parameters(), *module.buffers()]),
+        "weights_bytes": _tensor_bytes([*module.parameters(), *_buffers(module, True)]),
+        "nonpersistent_buffers_bytes": _tensor_bytes(_buffers(module, False)),
         "inputs_bytes": _tensor_bytes([built.inputs]),
         "optimizer_state_bytes": optimizer_state_bytes(optimizer) if optimizer else 0,
         "params": sum(p.numel() for p in module.parameters()),
-        "flops": flops.flops,
+        "model_flops": flops.model_flops,
+        "executed_flops": flops.executed_flops,
         "flops_counted": flops.counted_flops,
         "flops_analytic_extra": flops.extra_flops,
         "macs": flops.macs,
-        "gflops_per_s": gflops,
-        "frac_peak_flops": gflops / peak if gflops is not None and peak else None,
+        "model_gflops_per_s": model_rate,
+        "executed_gflops_per_s": executed_rate,
+        "model_frac_peak_flops": model_frac,
+        "executed_frac_peak_flops": executed_frac,
         "compile_s": compile_s,
     }
     measurement = {**result.as_dict(), "timing": _plain(vars(timing))}
     runtime = {
         "mixer": _mixer_infos(module),
         "flops_by_op": flops.by_op,
+        "model_flops_source": flops.model_source,
+        "model_flops_by_part": flops.model_parts,
         "forward_passes_per_step": flops.forward_passes,
         "optimizer_step": optimizer is not None,
         "grid": list(built.grid),
@@ -369,6 +427,24 @@ def measure_cell(
     }
     samples_ms = [s * 1e3 for s in result.samples_s]
     return metrics, samples_ms, runtime, measurement
+
+
+def _rates(flops: int, median_s: float, peak: float | None) -> tuple[float | None, float | None]:
+    """(GFLOP/s, fraction of the probed matmul peak) of ``flops`` per step."""
+    rate = flops / median_s / 1e9 if median_s > 0 else None
+    return rate, rate / peak if rate is not None and peak else None
+
+
+def _buffers(module: Any, persistent: bool) -> list[Any]:
+    """The module's persistent buffers (state: running statistics), or its non-persistent
+    ones (index tables and masks derived from the options, left out of the state dict)."""
+    found = []
+    for owner in module.modules():
+        skipped = owner._non_persistent_buffers_set
+        for name, buffer in owner.named_buffers(recurse=False):
+            if buffer is not None and (name not in skipped) == persistent:
+                found.append(buffer)
+    return found
 
 
 def check_contract(config: Mapping[str, Any], built: Built) -> None:
@@ -424,6 +500,7 @@ def base_row(cell: Mapping[str, Any], started: float) -> dict[str, Any]:
     config = dict(cell["config"])
     return {
         "schema": SCHEMA,
+        "conventions_version": CONVENTIONS_VERSION,
         "kind": cell.get("kind", "bench"),
         "key": cell.get("key"),
         "status": "ok",

@@ -150,7 +150,7 @@ class Leaderboard:
             marks.append("median over repeats")
         if not self.cells.empty and bool((self.cells["failed"] > 0).any()):
             marks.append(f"{PARTIAL_MARK} some repeats or seeds failed")
-        lines = [" · ".join(marks)]
+        lines = [" · ".join(marks), flops_note(self.metric, self.environment)]
         lines.extend(self.notes)
         if self.runs:
             lines.append("runs: " + ", ".join(self.runs))
@@ -266,6 +266,14 @@ class Leaderboard:
             if (c := self.cell(row, col)) is not None and not _missing(c["rank"])
         ]
         return sum(ranks) / len(ranks) if ranks else math.nan
+
+
+def flops_note(metric: Metric, environment: dict[str, Any]) -> str:
+    """The legend line saying which FLOPs a table shows, and where the conventions are."""
+    shown = f"{metric.flops} FLOPs" if metric.flops else "none"
+    version = environment.get("conventions_version")
+    which = "" if version is None or _missing(version) else f", version {int(version)}"
+    return f"FLOPs shown: {shown} · conventions (FLOPs, memory): docs/conventions.md{which}"
 
 
 # -- building ----------------------------------------------------------------------------

@@ -31,8 +31,9 @@ from mixbench.store import Problem, find_results, read_manifest, read_rows
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-# Run-level facts taken from each manifest. Runs that differ in any of these are shown apart,
-# never averaged together (see mixbench.leaderboard).
+# Run-level facts taken from each manifest, and the conventions the bench rows follow (their
+# metrics.conventions_version). Runs that differ in any of these are shown apart, never
+# averaged together (see mixbench.leaderboard).
 ENVIRONMENT_FACTS = (
     "device_name",
     "cpu",
@@ -40,6 +41,7 @@ ENVIRONMENT_FACTS = (
     "python_version",
     "mixbench_version",
     "commit",
+    "conventions_version",
 )
 
 
@@ -58,6 +60,7 @@ class Metric:
     kind: str  # "bench", "train" or "any"
     timing: bool = False  # derived from latency samples: noise flags and sample tests apply
     deterministic: bool = False  # the same code gives the same number (counts, sizes)
+    flops: str | None = None  # which FLOPs the metric is made of (docs/conventions.md)
     display_scale: float = 1.0  # multiply by this for tables and plots ...
     display_unit: str | None = None  # ... which then show this unit
     known: bool = True
@@ -88,8 +91,60 @@ METRICS: dict[str, Metric] = {
         Metric("latency_ms_iqr", "latency IQR", "ms", False, "bench", timing=True),
         Metric("samples_per_s", "throughput", "samples/s", True, "bench", timing=True),
         Metric("tokens_per_s", "throughput", "tokens/s", True, "bench", timing=True),
-        Metric("gflops_per_s", "achieved compute", "GFLOP/s", True, "bench", timing=True),
-        Metric("frac_peak_flops", "fraction of probed matmul peak", "", True, "bench", timing=True),
+        Metric(
+            "model_gflops_per_s",
+            "achieved model FLOP/s",
+            "GFLOP/s",
+            True,
+            "bench",
+            timing=True,
+            flops="model",
+        ),
+        Metric(
+            "executed_gflops_per_s",
+            "achieved executed FLOP/s",
+            "GFLOP/s",
+            True,
+            "bench",
+            timing=True,
+            flops="executed",
+        ),
+        Metric(
+            "model_frac_peak_flops",
+            "model FLOP/s as a fraction of probed matmul peak",
+            "",
+            True,
+            "bench",
+            timing=True,
+            flops="model",
+        ),
+        Metric(
+            "executed_frac_peak_flops",
+            "executed FLOP/s as a fraction of probed matmul peak",
+            "",
+            True,
+            "bench",
+            timing=True,
+            flops="executed",
+        ),
+        Metric(
+            "gflops_per_s",
+            "achieved compute (convention 0: counter + forward-only extras)",
+            "GFLOP/s",
+            True,
+            "bench",
+            timing=True,
+            flops="convention-0",
+        ),
+        Metric(
+            "frac_peak_flops",
+            "fraction of probed matmul peak (convention 0)",
+            "",
+            True,
+            "bench",
+            timing=True,
+            flops="convention-0",
+        ),
         Metric(
             "peak_mem_bytes",
             "peak memory above baseline",
@@ -101,14 +156,37 @@ METRICS: dict[str, Metric] = {
             display_unit="MiB",
         ),
         Metric(
-            "flops",
-            "FLOPs per batch",
+            "model_flops",
+            "model FLOPs per step",
             "FLOP",
             False,
             "bench",
             deterministic=True,
             display_scale=1e-9,
             display_unit="GFLOP",
+            flops="model",
+        ),
+        Metric(
+            "executed_flops",
+            "executed FLOPs per step",
+            "FLOP",
+            False,
+            "bench",
+            deterministic=True,
+            display_scale=1e-9,
+            display_unit="GFLOP",
+            flops="executed",
+        ),
+        Metric(
+            "flops",
+            "FLOPs per batch (convention 0: counter + forward-only extras)",
+            "FLOP",
+            False,
+            "bench",
+            deterministic=True,
+            display_scale=1e-9,
+            display_unit="GFLOP",
+            flops="convention-0",
         ),
         Metric("params", "parameters", "count", False, "any", deterministic=True),
         Metric(
@@ -292,6 +370,8 @@ def _flatten_row(row: Mapping[str, Any], run: RunInfo) -> tuple[dict[str, Any], 
         "status": row.get("status"),
         "reason": row.get("reason"),
     }
+    if row.get("kind") == "bench":  # rows before docs/conventions.md have no version: 0
+        record["conventions_version"] = row.get("conventions_version", 0)
     config = row.get("config") or {}
     for name, value in config.items():
         record[name] = _cell_text(value)

@@ -43,7 +43,8 @@ LABEL_FIELDS = (
 STATUS_TEXT = {"oom": "oom", "error": "error", "timeout": "timeout", "skipped": "skip"}
 LEGEND = (
     "~ noisy (IQR/median > 10%); best per column highlighted; exp. = slope of log value "
-    "vs log N over the 3 largest token counts"
+    "vs log N over the 3 largest token counts; FLOPs shown: none (leaderboard.csv has model "
+    "and executed FLOPs); conventions (FLOPs, memory): docs/conventions.md"
 )
 
 
@@ -283,10 +284,13 @@ CSV_COLUMNS = (
     "peak_mem_mib",
     "optimizer_state_mib",
     "params",
-    "gflop_per_step",
+    "conventions_version",
+    "model_gflop_per_step",
+    "executed_gflop_per_step",
     "gflop_analytic_extra",
-    "gflop_per_s",
-    "frac_peak_flops",
+    "model_gflop_per_s",
+    "executed_gflop_per_s",
+    "executed_frac_peak_flops",
     "latency_exponent",
     "complexity",
     "key",
@@ -327,10 +331,13 @@ def csv_records(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "peak_mem_mib": scaled("peak_mem_bytes", MIB),
                 "optimizer_state_mib": scaled("optimizer_state_bytes", MIB),
                 "params": metrics.get("params"),
-                "gflop_per_step": scaled("flops", 1e9),
+                "conventions_version": row.get("conventions_version", 0),
+                "model_gflop_per_step": scaled("model_flops", 1e9),
+                "executed_gflop_per_step": scaled("executed_flops", 1e9),
                 "gflop_analytic_extra": scaled("flops_analytic_extra", 1e9),
-                "gflop_per_s": metrics.get("gflops_per_s"),
-                "frac_peak_flops": metrics.get("frac_peak_flops"),
+                "model_gflop_per_s": metrics.get("model_gflops_per_s"),
+                "executed_gflop_per_s": metrics.get("executed_gflops_per_s"),
+                "executed_frac_peak_flops": metrics.get("executed_frac_peak_flops"),
                 "latency_exponent": exponents.get(row_label(row, varying)),
                 "complexity": (row.get("runtime") or {}).get("complexity"),
                 "key": row.get("key"),

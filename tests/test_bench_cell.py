@@ -121,9 +121,14 @@ def test_ok_row_schema_and_units() -> None:
     assert m["tokens_per_s"] == pytest.approx(m["samples_per_s"] * 64)
     assert m["samples_per_s"] == pytest.approx(2 / (m["latency_ms_median"] / 1e3))
     # pooling is invisible to the FLOP counter: all of its FLOPs are analytic
-    assert m["flops_counted"] == 0 and m["flops"] == m["flops_analytic_extra"] > 0
-    assert m["gflops_per_s"] == pytest.approx(m["flops"] / (m["latency_ms_median"] / 1e3) / 1e9)
-    assert m["frac_peak_flops"] == pytest.approx(m["gflops_per_s"] / 10.0)
+    assert m["flops_counted"] == 0 and m["executed_flops"] == m["flops_analytic_extra"] > 0
+    assert row["conventions_version"] == 1 and m["model_flops"] == m["executed_flops"]
+    seconds = m["latency_ms_median"] / 1e3
+    for kind in ("model", "executed"):
+        rate = m[f"{kind}_gflops_per_s"]
+        assert rate == pytest.approx(m[f"{kind}_flops"] / seconds / 1e9)
+        assert m[f"{kind}_frac_peak_flops"] == pytest.approx(rate / 10.0)
+    assert m["weights_bytes"] == m["nonpersistent_buffers_bytes"] == 0
     assert m["peak_mem_bytes"] >= 2 * 64 * 16 * 4  # at least the output
     assert m["memory_method"] == "profiler_cpu_allocations"
     assert row["runtime"]["complexity"] == "O(N)"
@@ -139,7 +144,8 @@ def test_train_mode_counts_the_optimizer_state_and_sam_two_passes() -> None:
     sam = run_cell(cell(mixer="attention", mode="train", optimizer="sam"))
     assert sam["status"] == "ok", sam["reason"]
     assert sam["runtime"]["forward_passes_per_step"] == 2
-    assert sam["metrics"]["flops"] > 1.5 * adam["metrics"]["flops"]
+    for kind in ("model_flops", "executed_flops"):
+        assert sam["metrics"][kind] > 1.5 * adam["metrics"][kind]
     # a parameter-free mixer trains as forward and backward (to its input), no optimizer step
     pooling = run_cell(cell(mode="train", optimizer="sgd"))
     assert pooling["status"] == "ok", pooling["reason"]

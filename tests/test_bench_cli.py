@@ -115,7 +115,9 @@ def test_run_writes_the_run_directory_and_failures_do_not_stop_it(tmp_path: Path
     assert manifest["probe"]["matmul_gflops"] > 0 and manifest["probe"]["bandwidth_gbs"] > 0
     assert manifest["environment"]["torch"] and manifest["config"]["threads"] == 1
     header = (run / "leaderboard.csv").read_text().splitlines()[0].split(",")
-    assert {"latency_ms_median", "peak_mem_mib", "gflop_per_s", "latency_exponent"} <= set(header)
+    assert {"latency_ms_median", "peak_mem_mib", "model_gflop_per_s", "latency_exponent"} <= set(
+        header
+    )
     md = (run / "leaderboard.md").read_text()
     assert "Latency per batch" in md and "| pooling |" in md and "O(N^2)" in md
     assert "| faulty failure=raise | error | error |" in md

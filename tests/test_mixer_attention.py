@@ -13,7 +13,9 @@ from torch.utils.flop_counter import FlopCounterMode
 import mixbench
 from mixbench.errors import IncompatibleError, OptionError
 from mixbench.testing import check_mixer
-from mixbench_plugins.mixers.attention import SOFTMAX_FLOPS_PER_SCORE, Attention
+from mixbench_plugins.mixers.attention import Attention
+
+SCALE_AND_SOFTMAX_PER_SCORE = 6  # 1 scale + 5 softmax (docs/conventions.md)
 
 DIM = 16
 
@@ -108,16 +110,16 @@ def test_flops_count_the_attention_matmuls_exactly_once(training: bool) -> None:
     projections = 2 * batch * tokens * DIM * (3 * DIM) + 2 * batch * tokens * DIM * DIM
     scores = batch * heads * tokens * tokens
     attention_matmuls = 2 * 2 * scores * (DIM // heads)
-    total = counter.get_total_flops() + module.extra_flops(batch)
-    assert total == projections + attention_matmuls + SOFTMAX_FLOPS_PER_SCORE * scores
+    total = counter.get_total_flops() + module.extra_flops(batch).forward
+    assert total == projections + attention_matmuls + SCALE_AND_SOFTMAX_PER_SCORE * scores
 
 
 def test_extra_flops_grow_quadratically() -> None:
     small, large = Attention(DIM, (256,)), Attention(DIM, (1024,))
     for module in (small, large):
         module(_input(module.grid, batch=1))
-    assert large.extra_flops(3) == 16 * small.extra_flops(3)
-    assert small.extra_flops(6) == 2 * small.extra_flops(3)
+    assert large.extra_flops(3).forward == 16 * small.extra_flops(3).forward
+    assert small.extra_flops(6).forward == 2 * small.extra_flops(3).forward
 
 
 def test_conforms_with_non_default_options() -> None:
@@ -144,7 +146,7 @@ def test_harness_flop_count_agrees_once_the_cpu_kernel_has_a_formula() -> None:
     result = count_flops(lambda: module(x), module, batch)
     assert module.runtime_info()["sdpa_flops_uncounted"] is False
     scores = batch * heads * tokens * tokens
-    assert result.extra_flops == SOFTMAX_FLOPS_PER_SCORE * scores
+    assert result.extra_flops == SCALE_AND_SOFTMAX_PER_SCORE * scores
     projections = 2 * batch * tokens * DIM * (3 * DIM) + 2 * batch * tokens * DIM * DIM
     assert result.counted_flops == projections + 2 * 2 * scores * (DIM // heads)
 

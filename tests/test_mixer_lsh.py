@@ -295,8 +295,9 @@ def test_flop_counter_sees_no_quadratic_matmul() -> None:
 
 def test_extra_flops_grow_like_n_log_n() -> None:
     small, large = LSHAttention(DIM, (1024,)), LSHAttention(DIM, (4096,))
-    ratio = large.extra_flops(2) / small.extra_flops(2)
+    ratio = large.extra_flops(2).forward / small.extra_flops(2).forward
     assert 4.0 < ratio < 6.0  # N log N gives 4.8; quadratic attention would give 16
     sorts = 2 * small.num_heads * small.n_hashes
     assert small.flop_breakdown(2)["sort"] == sorts * 1024 * 10
-    assert small.extra_flops(4) == 2 * small.extra_flops(2)
+    assert small.extra_flops(2).parts["sort"] == (sorts * 1024 * 10, 0)  # no backward
+    assert small.extra_flops(4).forward == 2 * small.extra_flops(2).forward

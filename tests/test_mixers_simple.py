@@ -65,9 +65,9 @@ def test_pooling_larger_than_the_grid_is_a_global_average() -> None:
 def test_pooling_flops_are_counted_by_hand() -> None:
     # 3 x 3 grid, pool 3: in-bounds neighbours per axis are 2, 3, 2 (sum 7), so 7 * 7 = 49
     # over the grid; each output token also costs 1 subtraction (9 tokens).
-    assert Pooling(4, (3, 3)).extra_flops(batch_size=2) == 2 * 4 * (49 + 9)
+    assert Pooling(4, (3, 3)).extra_flops(batch_size=2).forward == 2 * 4 * (49 + 9)
     # Sequence of 4, pool 3: neighbours 2, 3, 3, 2 -> 10, plus 4 subtractions.
-    assert Pooling(1, (4,)).extra_flops(batch_size=1) == 14
+    assert Pooling(1, (4,)).extra_flops(batch_size=1).forward == 14
     # And the automatic counter really sees nothing, which is why the mixer counts itself.
     with FlopCounterMode(display=False) as counter:
         Pooling(4, (3, 3))(torch.randn(2, 9, 4))
@@ -113,7 +113,7 @@ def test_mlp_flops() -> None:
     with FlopCounterMode(display=False) as counter:
         module(x)
     assert counter.get_total_flops() == 2 * (2 * 3 * 4 * 10 * 5)  # two matmuls
-    assert module.extra_flops(3) == 3 * 4 * 5 * mlp.GELU_FLOPS  # GELU on B x C x hidden
+    assert module.extra_flops(3).forward == 3 * 4 * 5 * 5  # GELU, 5 FLOPs, on B x C x hidden
 
 
 # -- identity ----------------------------------------------------------------------------------

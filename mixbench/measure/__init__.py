@@ -7,7 +7,8 @@ primitives serve ``mixbench bench``, the training runner and the harness benchma
   flag, and the log-log slope used for empirical scaling exponents (pure Python);
 * ``timing``: warm-up, blocked timing with adaptive sampling, CUDA-event timing;
 * ``memory``: peak bytes allocated during one step above the live baseline;
-* ``flops``: ``FlopCounterMode`` counts plus a module's own analytic ``extra_flops``;
+* ``flops``: model and executed FLOPs (``FlopCounterMode`` counts, a module's own analytic
+  ``extra_flops`` and stated ``model_flops``; docs/conventions.md);
 * ``probes``: a short matmul-peak and memory-bandwidth probe of this machine.
 
 Only ``stats`` is imported here; the others import torch and are imported where needed.

@@ -8,12 +8,13 @@ its fused kernel; which kernel ran is recorded in :meth:`Attention.runtime_info`
 changes peak memory completely (the CPU flash kernel never materialises the N x N scores,
 the math path does).
 
-FLOP accounting (see :meth:`Attention.extra_flops`): ``FlopCounterMode`` counts the two
-projections, and on CUDA and on the math path it also counts the two attention matmuls.
-It does *not* know the CPU flash kernel (``aten._scaled_dot_product_flash_attention_for_cpu``
-is missing from ``torch.utils.flop_counter.flop_registry`` in torch 2.13): an attention
-model measured on CPU would otherwise read as projections only. So the mixer adds those
-matmuls itself when the last forward ran that uncounted kernel.
+FLOP accounting (docs/conventions.md): :meth:`Attention.model_flops` states the operation
+(projections, QK^T, scale, softmax, PV), the same whichever kernel runs.
+:meth:`Attention.extra_flops` adds to the executed count what ``FlopCounterMode`` does not
+see: the scale and softmax, the flash backward's recomputation of the softmax, and the
+attention matmuls themselves when the CPU flash kernel ran uncounted
+(``aten._scaled_dot_product_flash_attention_for_cpu`` is missing from torch 2.13's
+``flop_registry``; ``mixbench.measure.flops`` registers it, other callers may not).
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixbench
+from mixbench import FlopTally
 from mixbench.errors import IncompatibleError, OptionError
 
-# FLOPs per attention score that no counter sees: 1 for the 1/sqrt(d) scale, and 5 for the
-# softmax (running max, subtract, exp, sum, divide).
-SOFTMAX_FLOPS_PER_SCORE = 6
+# FLOPs per score that the flash backward spends recomputing the softmax weights from the
+# saved logsumexp: scale, subtract, exp.
+FLASH_RECOMPUTE_PER_SCORE = 3
 
 
 class Attention(nn.Module):
@@ -137,21 +139,37 @@ class Attention(nn.Module):
 
         return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu not in flop_registry
 
-    def extra_flops(self, batch_size: int) -> int:
-        """FLOPs per forward that ``FlopCounterMode`` does not count.
-
-        Model, with S = batch_size * num_heads * N * N attention scores:
-        * scaling and softmax: ``SOFTMAX_FLOPS_PER_SCORE`` (6) per score;
-        * when the last forward ran the CPU flash kernel, which the counter does not know,
-          also the two attention matmuls QK^T and PV: 2 * 2 * S * head_dim.
-        Dropout and the reshapes are not counted. N is the token count of the last forward
-        (the grid's, before any forward).
-        """
+    def model_flops(self, batch_size: int) -> FlopTally:
+        """The operation on N tokens (the last forward's N; the grid's before any), per
+        forward, with S = batch_size * num_heads * N^2 scores: the qkv and output
+        projections, QK^T and PV (S * head_dim multiply-adds each), the 1/sqrt(d) scale
+        (1 per score) and the softmax. Linear-layer bias adds and dropout are not counted."""
+        rows, dim = batch_size * self._last_tokens, self.dim
         scores = batch_size * self.num_heads * self._last_tokens**2
-        flops = SOFTMAX_FLOPS_PER_SCORE * scores
+        return (
+            FlopTally()
+            .matmul("qkv projection", rows * dim * 3 * dim)
+            .matmul("QK^T", scores * self.head_dim)
+            .elementwise("scale", scores)
+            .softmax("softmax", scores)
+            .matmul("PV", scores * self.head_dim)
+            .matmul("output projection", rows * dim * dim)
+        )
+
+    def extra_flops(self, batch_size: int) -> FlopTally:
+        """Executed work per forward (and its backward) that ``FlopCounterMode`` does not
+        count: the scale and softmax of every score; after the flash kernel, the backward's
+        recomputation of the softmax weights (``FLASH_RECOMPUTE_PER_SCORE``); and when that
+        kernel ran uncounted, its matmuls (QK^T and PV forward, five of their size backward:
+        QK^T again, then the gradients of P, V, Q and K)."""
+        scores = batch_size * self.num_heads * self._last_tokens**2
+        tally = FlopTally().elementwise("scale", scores).softmax("softmax", scores)
+        if self._last_backend == "flash_attention":
+            tally.add("flash backward: softmax recomputed", 0, FLASH_RECOMPUTE_PER_SCORE * scores)
         if self._sdpa_uncounted():
-            flops += 2 * 2 * scores * self.head_dim
-        return flops
+            matmul = 2 * scores * self.head_dim
+            tally.add("QK^T, PV (uncounted flash kernel)", 2 * matmul, 5 * matmul)
+        return tally
 
 
 def _prod(values: tuple[int, ...]) -> int:

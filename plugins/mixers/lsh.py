@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixbench
+from mixbench import FlopTally
 from mixbench.errors import IncompatibleError, OptionError
 
 SELF_MASK_VALUE = -1e5  # a token's own key: used only when nothing else is visible
@@ -290,9 +291,48 @@ class LSHAttention(nn.Module):
             "combine": sorts * self.num_tokens * (5 + 2 * self.head_dim),
         }
 
-    def extra_flops(self, batch_size: int) -> int:
-        """Sum of :meth:`flop_breakdown`: hashing, sorting, softmax and masking."""
-        return sum(self.flop_breakdown(batch_size).values())
+    def extra_flops(self, batch_size: int) -> FlopTally:
+        """:meth:`flop_breakdown` as a tally: hashing and sorting have no backward; the other
+        parts are elementwise, whose backward costs the same (docs/conventions.md)."""
+        tally = FlopTally()
+        for part, flops in self.flop_breakdown(batch_size).items():
+            if part in ("hash", "sort"):
+                tally.no_grad(part, flops)
+            else:
+                tally.elementwise(part, flops)
+        return tally
+
+    def model_flops(self, batch_size: int) -> FlopTally:
+        """The operation on the N real tokens (no padding), per forward (docs/conventions.md).
+
+        With P = batch * heads * n_hashes, S bucket size: the projections; hashing (the
+        rotation, argmax and sort key) and sorting N tokens per round, no backward;
+        normalising keys and scaling queries; N queries per round against their two
+        chunks' 2S keys: QK^T, the self mask and (unless ``attend_across_buckets``) the
+        bucket mask, softmax, logsumexp, PV; combining the rounds (a softmax over them and
+        a weighted sum). Linear-layer bias adds and dropout are not counted.
+        """
+        tokens, dim = self.num_tokens, self.head_dim * self.num_heads
+        sorts = batch_size * self.num_heads * self.n_hashes
+        queries = sorts * tokens  # (query, round) pairs
+        scores = queries * 2 * self.bucket_size
+        masks = 1 if self.attend_across_buckets else 2
+        return (
+            FlopTally()
+            .matmul("shared-QK and V projection", batch_size * tokens * dim * 2 * dim)
+            .no_grad("hash rotation", 2 * queries * self.head_dim * self.n_buckets // 2)
+            .no_grad("hash", queries * (self.n_buckets + 2))
+            .no_grad("sort", queries * math.ceil(math.log2(tokens)))
+            .elementwise("normalise keys, scale queries", 4 * queries * self.head_dim)
+            .matmul("QK^T", scores * self.head_dim)
+            .elementwise("masks", masks * scores)
+            .softmax("softmax", scores)
+            .elementwise("logsumexp", queries)
+            .matmul("PV", scores * self.head_dim)
+            .softmax("combine rounds: weights", queries)
+            .matmul("combine rounds: weighted sum", queries * self.head_dim)
+            .matmul("output projection", batch_size * tokens * dim * dim)
+        )
 
 
 def _mask_values(dtype: torch.dtype) -> tuple[float, float]:

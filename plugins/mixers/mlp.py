@@ -25,11 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixbench
+from mixbench import FlopTally
 from mixbench.errors import IncompatibleError, OptionError
-
-# GELU(x) = 0.5 * x * (1 + erf(x / sqrt 2)): 5 elementwise operations, each counted as one
-# FLOP (erf included), the same convention as the softmax count of the attention mixers.
-GELU_FLOPS = 5
 
 
 class TokenMLP(nn.Module):
@@ -63,11 +60,22 @@ class TokenMLP(nn.Module):
         mixed: torch.Tensor = self.fc2(F.gelu(self.fc1(x.transpose(1, 2))))
         return mixed.transpose(1, 2)
 
-    def extra_flops(self, batch_size: int) -> int:
-        """FLOPs per forward that ``FlopCounterMode`` does not count (it counts the two
-        matmuls): the GELU, ``GELU_FLOPS`` per hidden unit per channel. Linear-layer bias
-        adds are not counted, the same convention as the counter and the attention mixers."""
-        return batch_size * self.dim * self.hidden * GELU_FLOPS
+    def model_flops(self, batch_size: int) -> FlopTally:
+        """Per forward: the two token-axis matmuls (batch * dim rows of N x hidden each)
+        and the GELU on every hidden unit of every channel (docs/conventions.md). What runs
+        is exactly this, so the executed count agrees. Linear-layer bias adds are not
+        counted, the same convention as the counter and the attention mixers."""
+        rows = batch_size * self.dim
+        return (
+            FlopTally()
+            .matmul("fc1", rows * self.num_tokens * self.hidden)
+            .gelu("GELU", rows * self.hidden)
+            .matmul("fc2", rows * self.hidden * self.num_tokens)
+        )
+
+    def extra_flops(self, batch_size: int) -> FlopTally:
+        """What ``FlopCounterMode`` does not count (it counts the matmuls): the GELU."""
+        return FlopTally().gelu("GELU", batch_size * self.dim * self.hidden)
 
     def runtime_info(self) -> dict[str, object]:
         """The token count the mixer is bound to and its hidden width."""

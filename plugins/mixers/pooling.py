@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixbench
+from mixbench import FlopTally
 from mixbench.errors import IncompatibleError, OptionError
 
 _POOLS: dict[int, Callable[..., torch.Tensor]] = {
@@ -75,12 +76,13 @@ class Pooling(nn.Module):
         )
         return pooled.reshape(batch, channels, tokens).transpose(1, 2) - x
 
-    def extra_flops(self, batch_size: int) -> int:
-        """FLOPs per forward; ``FlopCounterMode`` counts none of them.
+    def model_flops(self, batch_size: int) -> FlopTally:
+        """FLOPs per forward, and the backward's, all elementwise (docs/conventions.md).
 
-        Model, per channel and output token with k in-bounds neighbours: k - 1 additions and
-        1 division for the average, 1 subtraction of the input, so k + 1 FLOPs. The number
-        of in-bounds neighbours factorises over axes, so the sum over tokens is the product
+        Per channel and output token with k in-bounds neighbours: k - 1 additions and
+        1 division for the average, 1 subtraction of the input, so k + 1 FLOPs; backward,
+        the same (the average's gradient is shared out to its k inputs). The number of
+        in-bounds neighbours factorises over axes, so the sum over tokens is the product
         over axes of each axis's sum (exact, edges included).
         """
         radius = self.pool_size // 2
@@ -90,7 +92,16 @@ class Pooling(nn.Module):
                 min(size - 1, position + radius) - max(0, position - radius) + 1
                 for position in range(size)
             )
-        return batch_size * self.dim * (neighbours + self.num_tokens)
+        return (
+            FlopTally()
+            .elementwise("average", batch_size * self.dim * neighbours)
+            .elementwise("subtract input", batch_size * self.dim * self.num_tokens)
+        )
+
+    def extra_flops(self, batch_size: int) -> FlopTally:
+        """``FlopCounterMode`` counts none of the work, and what runs is the model (no
+        padded slot is summed), so the executed extras are :meth:`model_flops`."""
+        return self.model_flops(batch_size)
 
     def runtime_info(self) -> dict[str, object]:
         """The pooling window used, and that edge averages exclude the padding."""

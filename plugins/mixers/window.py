@@ -18,8 +18,12 @@ Decisions, all recorded in :meth:`WindowAttention.runtime_info`:
   treated exactly like a larger grid (pad first, then roll), so the shift mask stays the
   paper's. A pad key is visible to its own query only, so no softmax row is ever empty.
   Padding, roll and partition are one fixed permutation of the tokens, computed once
-  (:func:`window_layout`): the forward is two ``index_select`` calls around SDPA, with no
-  padded copy and no roll at run time.
+  (:func:`window_layout`): the forward gathers into window order before SDPA and back
+  after it, with no padded copy and no roll at run time. The shift/padding mask is one
+  (num_windows, T, T) tensor broadcast over the batch, never copied per sample.
+* **FLOPs**: :meth:`WindowAttention.model_flops` counts the pairs of real tokens sharing a
+  window; the executed figure (:meth:`WindowAttention.extra_flops` and the counter) counts
+  every padded window that ran (docs/conventions.md).
 * **A window larger than the grid is an IncompatibleError**, never a silent clamp (Swin's
   reference code would shrink the window to ``min(resolution)``): ask for the window you
   want. A window equal to the grid along an axis is one window there; shifting along such
@@ -43,12 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixbench
+from mixbench import FlopTally
 from mixbench.errors import IncompatibleError, OptionError
-
-# FLOPs per attention score that no counter sees: 1 for the 1/sqrt(d) scale, 1 for adding
-# the bias-and-mask, 5 for the softmax (running max, subtract, exp, sum, divide).
-FLOPS_PER_SCORE = 7
-
 
 # -- window geometry (pure functions of shapes; tested on their own) ---------------------------
 
@@ -230,7 +230,7 @@ class WindowAttention(nn.Module):
         window_order, token_order = window_layout(self.grid, window_size, self.shifts)
         self.register_buffer("window_order", window_order, persistent=False)
         self.register_buffer("token_order", token_order, persistent=False)
-        # Additive (nW, 1, T, T) mask, 0 where attention is allowed and -inf where blocked;
+        # Additive (nW, T, T) mask, 0 where attention is allowed and -inf where blocked;
         # a float buffer, so it follows the module's dtype.
         allowed = attention_allowed(self.grid, window_size, self.shifts)
         self.window_mask: torch.Tensor | None
@@ -238,7 +238,7 @@ class WindowAttention(nn.Module):
             "window_mask",
             None
             if allowed is None
-            else torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))[:, None],
+            else torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf")),
             persistent=False,
         )
         self._last_backend: str | None = None
@@ -253,30 +253,43 @@ class WindowAttention(nn.Module):
             )
         # q, k and v are per-token, so project the real tokens, then gather them into window
         # order: one fixed permutation (padding, roll and partition at once).
-        qkv = self.qkv(x).index_select(1, self.window_order)  # (B, nW * T, 3C)
-        q, k, v = (
-            qkv.view(batch * self.num_windows, -1, 3, self.num_heads, self.head_dim)
-            .permute(2, 0, 3, 1, 4)
-            .unbind(0)
-        )  # each (B * nW, heads, T, head_dim)
-        mask = self._attention_bias(batch)
+        heads, windows, size = self.num_heads, self.num_windows, self.tokens_per_window
+        qkv = self.qkv(x).view(batch, tokens, 3, heads, self.head_dim)
+        if self.window_mask is None:  # each (B * nW, heads, T, head_dim)
+            qkv = qkv.index_select(1, self.window_order).view(batch * windows, size, 3, heads, -1)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        else:  # each (B, heads * nW, T, head_dim), see _attention_bias; three tensors, so
+            # that what SDPA keeps for its backward does not pin the other two
+            q, k, v = (
+                part.index_select(2, self.window_order).view(batch, -1, size, self.head_dim)
+                for part in qkv.permute(2, 0, 3, 1, 4)
+            )
+        del qkv  # the projection's output, gathered into q, k and v
+        mask = self._attention_bias()
         self._record_backend(q, k, v, mask)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        y = y.transpose(1, 2).reshape(batch, -1, channels)  # (B, nW * T, C)
-        out: torch.Tensor = self.proj(y.index_select(1, self.token_order))
+        if self.window_mask is None:
+            y = y.transpose(1, 2).reshape(batch, -1, channels).index_select(1, self.token_order)
+        else:
+            y = y.view(batch, heads, -1, self.head_dim).index_select(2, self.token_order)
+            y = y.transpose(1, 2).reshape(batch, tokens, channels)
+        out: torch.Tensor = self.proj(y)
         return out
 
-    def _attention_bias(self, batch: int) -> torch.Tensor:
+    def _attention_bias(self) -> torch.Tensor:
         """The additive ``attn_mask``: relative position bias, -inf where attention is
-        blocked. Always 4-D: SDPA's CPU flash kernel rejects 3-D masks outright."""
+        blocked. Always 4-D: SDPA's CPU flash kernel rejects 3-D masks outright.
+
+        Without a mask the bias (1, h, T, T) broadcasts over the B * nW windows. With one,
+        the windows sit in the head axis (heads-major, (B, h * nW)), so the masked bias
+        (1, h * nW, T, T) is built once per forward and broadcasts over the batch, instead
+        of being copied per sample."""
         size = self.tokens_per_window
         bias = self.relative_position_bias[self.position_index.view(-1)]
-        bias = bias.view(size, size, self.num_heads).permute(2, 0, 1)[None]  # (1, h, T, T)
+        bias = bias.view(size, size, self.num_heads).permute(2, 0, 1)  # (h, T, T)
         if self.window_mask is None:
-            return bias  # broadcast over every window of every sample
-        masked = bias + self.window_mask  # (nW, h, T, T)
-        # Windows are numbered sample-major (B * nW), so repeat the per-window mask per sample.
-        return masked.expand(batch, *masked.shape).reshape(-1, self.num_heads, size, size)
+            return bias[None]
+        return (bias.contiguous()[:, None] + self.window_mask).view(1, -1, size, size)
 
     def _record_backend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
@@ -323,23 +336,55 @@ class WindowAttention(nn.Module):
             "sdpa_flops_uncounted": self._sdpa_uncounted(),
         }
 
-    def extra_flops(self, batch_size: int) -> int:
-        """FLOPs per forward that ``FlopCounterMode`` does not count.
+    def real_pairs_per_head(self) -> int:
+        """Query-key pairs of real tokens that share a window, per sample and head.
 
-        Model, with S = batch_size * num_windows * num_heads * T^2 scores (T tokens per
-        window, pad tokens included, since they are computed):
-        * scale, bias-and-mask add and softmax: ``FLOPS_PER_SCORE`` (7) per score;
-        * when the last forward ran the CPU flash kernel, which the counter does not know,
-          also the two attention matmuls QK^T and PV: 2 * 2 * S * head_dim.
-        Linear-layer bias adds are not counted (the counter's and the attention mixer's
-        convention); the bias-table gather, the token permutations and the reshapes move
-        data and count 0.
+        A window is a product of one interval per axis, so its real tokens are the product
+        of each axis's real positions in it, and the sum of their squares over windows is
+        the product over axes of per-axis sums (after padding and the roll, as laid out).
         """
+        pairs = 1
+        for size, total, shift in zip(self.grid, self.padded_grid, self.shifts, strict=True):
+            real = [(position + shift) % total < size for position in range(total)]
+            chunks = range(0, total, self.window_size)
+            pairs *= sum(sum(real[start : start + self.window_size]) ** 2 for start in chunks)
+        return pairs
+
+    def _attention_flops(self, scores: int, matmuls: bool) -> FlopTally:
+        """Per-score work over ``scores`` scores: scale, bias(-and-mask) add, softmax; and
+        QK^T and PV when ``matmuls``."""
+        tally = FlopTally()
+        if matmuls:
+            tally.matmul("QK^T", scores * self.head_dim)
+        tally.elementwise("scale", scores).elementwise("position bias add", scores)
+        tally.softmax("softmax", scores)
+        if matmuls:
+            tally.matmul("PV", scores * self.head_dim)
+        return tally
+
+    def model_flops(self, batch_size: int) -> FlopTally:
+        """The operation on the real tokens: qkv and output projections of the N tokens,
+        and attention over the pairs of real tokens sharing a window
+        (:meth:`real_pairs_per_head`; pad slots excluded). Pairs that the shifted block's
+        mask separates still count, as in Swin's own complexity formula (4 N C^2 + 2 w^2 N C
+        on a divisible grid). Linear-layer bias adds are not counted."""
+        rows = batch_size * self.num_tokens
+        scores = batch_size * self.num_heads * self.real_pairs_per_head()
+        return (
+            FlopTally()
+            .matmul("qkv projection", rows * self.dim * 3 * self.dim)
+            .merge(self._attention_flops(scores, matmuls=True))
+            .matmul("output projection", rows * self.dim * self.dim)
+        )
+
+    def extra_flops(self, batch_size: int) -> FlopTally:
+        """Executed work per forward that ``FlopCounterMode`` does not count, over every
+        score computed, pad slots included (batch_size * num_windows * num_heads * T^2):
+        scale, bias-and-mask add and softmax; and when the last forward ran the CPU flash
+        kernel uncounted, QK^T and PV too. The bias-table gather, the token permutations
+        and the reshapes move data and count 0."""
         scores = batch_size * self.num_windows * self.num_heads * self.tokens_per_window**2
-        flops = FLOPS_PER_SCORE * scores
-        if self._sdpa_uncounted():
-            flops += 2 * 2 * scores * self.head_dim
-        return flops
+        return self._attention_flops(scores, matmuls=self._sdpa_uncounted())
 
 
 @mixbench.hookimpl
