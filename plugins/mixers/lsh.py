@@ -194,11 +194,12 @@ class LSHAttention(nn.Module):
         """Bucket ids (B, heads, n_hashes, L) of vectors (B, heads, L, head_dim).
 
         ``argmax([xR; -xR])`` without building the concatenation: the best of xR wins
-        unless the most negative entry is larger in magnitude. All rounds rotate in one
-        matmul per slice, (L, head_dim) @ (head_dim, rounds * n_buckets / 2), whose output
-        is reduced where it lies. Computed in float32, so that bfloat16 inputs hash like
-        float32 ones instead of tying, and in token slices that bound the L x n_buckets / 2
-        rotated values (see the module docstring).
+        unless the most negative entry is larger in magnitude (``top + bottom`` has exactly
+        the sign of ``top - |bottom|``, and ties go to xR as argmax's first index would).
+        All rounds rotate in one matmul per slice, (L, head_dim) @ (head_dim, rounds *
+        n_buckets / 2), whose output is reduced where it lies. Computed in float32, so that
+        bfloat16 inputs hash like float32 ones instead of tying, and in token slices that
+        bound the L x n_buckets / 2 rotated values (see the module docstring).
         """
         rotations = self.rotations(vectors.device)
         heads, rounds, head_dim, half = rotations.shape
@@ -210,7 +211,7 @@ class LSHAttention(nn.Module):
                 rotated = (part @ merged).unflatten(-1, (rounds, half))
                 top, top_idx = rotated.max(dim=-1)
                 bottom, bottom_idx = rotated.min(dim=-1)
-                buckets.append(torch.where(top >= -bottom, top_idx, bottom_idx + half))
+                buckets.append(torch.where(top + bottom >= 0, top_idx, bottom_idx + half))
         return torch.cat(buckets, dim=2).transpose(-1, -2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
