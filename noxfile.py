@@ -60,3 +60,19 @@ def results(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[test]")
     session.run("python", "results/regenerate.py")
+
+
+PEER_TORCH = ("torch==2.14.1", "torchvision==0.29.1")
+
+
+@nox.session
+def peers(session: nox.Session) -> None:
+    """mixbench's built-in mixers against the implementations a user would otherwise use
+    (timm 1.0, reformer-pytorch 1.4), as time ratios in one process, with equality checks:
+    ``benchmarks/peers.py``. Its own environment, since timm needs torchvision and the peers
+    are pinned to their own torch (about 6 GB, a CUDA build that also runs on CPU). Pass
+    ``--write`` after ``--`` to record the ratios in ``results/peers/``."""
+    session.install(*PEER_TORCH)
+    session.install("timm>=1.0,<1.1", "reformer-pytorch>=1.4,<1.5")
+    session.install("-e", ".")
+    session.run("python", "benchmarks/peers.py", *session.posargs)

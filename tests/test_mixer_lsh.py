@@ -14,8 +14,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import mixbench
 from mixbench.errors import IncompatibleError, OptionError
+from mixbench.measure.flops import register_cpu_attention_formulas
 from mixbench.testing import check_mixer
-from mixbench_plugins.mixers.lsh import SELF_MASK_VALUE, LSHAttention
+from mixbench_plugins.mixers.lsh import (
+    MASK_VALUE,
+    SELF_MASK_VALUE,
+    LSHAttention,
+    _attend_explicit,
+    _FusedChunks,
+)
 
 DIM = 16
 
@@ -38,7 +45,8 @@ def brute_force_lsh(module: LSHAttention, x: torch.Tensor) -> torch.Tensor:
     Per round: sort real tokens by (bucket, position), padded slots last; a query sees the
     tokens of its chunk and of the previous chunk (cyclically within the round), of its own
     bucket unless attending across buckets, never padding, and itself only when nothing
-    else is left. Rounds are combined with softmax weights over their logsumexps.
+    else is left; when causal, the at most bucket_size latest earlier tokens of its bucket
+    instead. Rounds are combined with softmax weights over their logsumexps.
     """
     batch, tokens, _ = x.shape
     qk, v = _shared_qk_and_v(module, x)
@@ -66,6 +74,8 @@ def brute_force_lsh(module: LSHAttention, x: torch.Tensor) -> torch.Tensor:
                     seen = [order[s] for s in slots if order[s] is not None]
                     if not module.attend_across_buckets:
                         seen = [j for j in seen if bucket[j] == bucket[i]]
+                    if module.causal:  # the bucket's most recent earlier tokens, at most S
+                        seen = [j for j in range(i) if bucket[j] == bucket[i]][-size:]
                     others = [j for j in seen if j != i]
                     if not others:
                         round_out[i], round_lse[i] = v[b, h, i], SELF_MASK_VALUE
@@ -89,6 +99,50 @@ def full_shared_qk_attention(module: LSHAttention, x: torch.Tensor) -> torch.Ten
     scores = scores.masked_fill(eye, SELF_MASK_VALUE)
     out = torch.softmax(scores, dim=-1) @ v
     return module.proj(out.transpose(1, 2).reshape(x.shape))
+
+
+def previous_lsh(module: LSHAttention, x: torch.Tensor) -> torch.Tensor:
+    """The previous, unfused implementation, trimmed: explicit (chunks, S, 2S) scores with
+    the look-back keys concatenated, masks filled in (self -1e5, hidden -1e9), softmax and
+    logsumexp by hand, rounds unsorted and weighted. It takes the module's hashes, so what
+    is compared is everything after hashing."""
+    batch, tokens, channels = x.shape
+    heads, head_dim, rounds = module.num_heads, module.head_dim, module.n_hashes
+    length, size = module.padded_tokens, module.bucket_size
+    qk, v = module.qkv(x).view(batch, tokens, 2, heads, head_dim).permute(2, 0, 3, 1, 4)
+    buckets = F.pad(module.hash_vectors(qk), (0, length - tokens), value=module.n_buckets)
+    qk, v = (F.pad(t, (0, 0, 0, length - tokens)) for t in (qk, v))
+    positions = torch.arange(length)
+    order = (buckets * length + positions).argsort(dim=-1)
+    index = order.unsqueeze(-1).expand(-1, -1, -1, -1, head_dim)
+    sorted_qk, sorted_v = (
+        t.unsqueeze(2).expand(-1, -1, rounds, -1, -1).gather(3, index) for t in (qk, v)
+    )
+
+    def chunked(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(batch, heads, rounds, length // size, size, *t.shape[4:])
+
+    def look_one_back(t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t, t.roll(1, dims=3)], dim=4)
+
+    q = chunked(sorted_qk) * head_dim**-0.5
+    k = look_one_back(chunked(F.normalize(sorted_qk, dim=-1)))
+    values = look_one_back(chunked(sorted_v))
+    q_pos, q_bucket = chunked(order), chunked(buckets.gather(-1, order))
+    k_pos, k_bucket = look_one_back(q_pos), look_one_back(q_bucket)
+    scores = (q @ k.transpose(-1, -2)).masked_fill(
+        q_pos.unsqueeze(-1) == k_pos.unsqueeze(-2), SELF_MASK_VALUE
+    )
+    hidden = (k_pos >= tokens).unsqueeze(-2)
+    if not module.attend_across_buckets:
+        hidden = hidden | (q_bucket.unsqueeze(-1) != k_bucket.unsqueeze(-2))
+    scores = scores.masked_fill(hidden, MASK_VALUE)
+    out = (scores.softmax(dim=-1) @ values).reshape(batch, heads, rounds, length, head_dim)
+    lse = scores.logsumexp(dim=-1).reshape(batch, heads, rounds, length)
+    undo = order.argsort(dim=-1)[..., :tokens]
+    out = out.gather(3, undo.unsqueeze(-1).expand(-1, -1, -1, -1, head_dim))
+    y = (out * lse.gather(3, undo).softmax(dim=2).unsqueeze(-1)).sum(dim=2)
+    return module.proj(y.transpose(1, 2).reshape(batch, tokens, channels))
 
 
 # -- hashing and layout ---------------------------------------------------------------------
@@ -121,12 +175,22 @@ def test_padding_to_chunk_pairs_and_bucket_count(
 # -- the forward against references -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("attend_across_buckets", [False, True])
+@pytest.mark.parametrize(
+    ("attend_across_buckets", "causal"), [(False, False), (True, False), (False, True)]
+)
 @pytest.mark.parametrize("grid", [(21,), (3, 8)])
-def test_matches_brute_force_reference(grid: tuple[int, ...], attend_across_buckets: bool) -> None:
+def test_matches_brute_force_reference(
+    grid: tuple[int, ...], attend_across_buckets: bool, causal: bool
+) -> None:
     torch.manual_seed(1)
     module = LSHAttention(
-        8, grid, num_heads=2, n_hashes=3, bucket_size=4, attend_across_buckets=attend_across_buckets
+        8,
+        grid,
+        num_heads=2,
+        n_hashes=3,
+        bucket_size=4,
+        attend_across_buckets=attend_across_buckets,
+        causal=causal,
     ).eval()
     x = _input(grid, dim=8)
     with torch.no_grad():
@@ -138,6 +202,92 @@ def test_matches_brute_force_reference(grid: tuple[int, ...], attend_across_buck
     else:
         assert 0.0 < self_only < 1.0  # both branches of the reference are exercised
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("attend_across_buckets", [False, True])
+@pytest.mark.parametrize(("tokens", "bucket_size"), [(256, 16), (200, 16), (77, 8)])
+def test_matches_the_previous_implementation_with_gradients(
+    tokens: int, bucket_size: int, attend_across_buckets: bool
+) -> None:
+    """The fused forward and its custom backward (which carries the logsumexp's gradient
+    into the kernel's own backward) against the unfused algorithm, on lengths that divide
+    the chunk pairs and lengths that need padding."""
+    torch.manual_seed(3)
+    module = LSHAttention(
+        DIM,
+        (tokens,),
+        n_hashes=3,
+        bucket_size=bucket_size,
+        qkv_bias=True,
+        attend_across_buckets=attend_across_buckets,
+    )
+    x = _input((tokens,), seed=4).requires_grad_()
+    target = _input((tokens,), seed=5)
+    grads = []
+    for forward in (module, lambda inp: previous_lsh(module, inp)):
+        module.zero_grad()
+        x.grad = None
+        out = forward(x)
+        (out * target).sum().backward()
+        grads.append((out.detach(), x.grad.clone(), [p.grad.clone() for p in module.parameters()]))
+    (out, grad_x, grad_params), (ref_out, ref_grad_x, ref_grad_params) = grads
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(grad_x, ref_grad_x, atol=1e-4, rtol=1e-3)
+    for grad, ref in zip(grad_params, ref_grad_params, strict=True):
+        torch.testing.assert_close(grad, ref, atol=1e-4, rtol=1e-3)
+
+
+def test_fused_and_explicit_chunk_kernels_agree_with_gradients() -> None:
+    """The two kernels of the chunk attention on one gathered buffer, a mask with hidden
+    keys, and gradients of both the outputs and the logsumexps."""
+    generator = torch.Generator().manual_seed(0)
+    chunks, size, head_dim = 4, 8, 6
+    gathered = torch.randn(3, (chunks + 1) * size, 3 * head_dim, generator=generator)
+    hidden = torch.rand(3, chunks, size, 2 * size, generator=generator) < 0.5
+    mask = torch.zeros(hidden.shape).masked_fill_(hidden, MASK_VALUE)
+    grad_out = torch.randn(3, chunks, size, head_dim, generator=generator)
+    grad_lse = torch.randn(3, chunks, size, generator=generator)
+    results = []
+    for kernel in (
+        lambda g: _FusedChunks.apply(g, mask, size, 0.3),
+        lambda g: _attend_explicit(g, mask, size, 0.3, 0.0),
+    ):
+        leaf = gathered.clone().requires_grad_()
+        out, lse = kernel(leaf)
+        ((out * grad_out).sum() + (lse * grad_lse).sum()).backward()
+        results.append((out.detach(), lse.detach(), leaf.grad))
+    for fused, explicit in zip(*results, strict=True):
+        torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("tokens", "bucket_size"), [(64, 8), (50, 8), (37, 4), (130, 16)])
+def test_causal_output_ignores_the_future_and_uses_the_past(tokens: int, bucket_size: int) -> None:
+    """Changing every token after t leaves outputs up to t unchanged (even though later
+    tokens change the hashes, the sort and so every chunk boundary of their rounds);
+    changing the tokens before t changes the output at t."""
+    torch.manual_seed(0)
+    module = LSHAttention(DIM, (tokens,), n_hashes=2, bucket_size=bucket_size, causal=True)
+    module.eval()
+    x = _input((tokens,), seed=1)
+    with torch.no_grad():
+        out = module(x)
+        for t in (0, 1, tokens // 3, tokens - 2):
+            future = x.clone()
+            future[:, t + 1 :] = _input((tokens - t - 1,), seed=2 + t)
+            torch.testing.assert_close(module(future)[:, : t + 1], out[:, : t + 1])
+        past = x.clone()
+        past[:, : tokens - 1] = _input((tokens - 1,), seed=99)
+        changed = (module(past)[:, -1] - out[:, -1]).abs().amax(dim=-1)
+        assert (changed > 1e-3).all()
+
+
+def test_causal_first_token_attends_only_to_itself() -> None:
+    torch.manual_seed(0)
+    module = LSHAttention(DIM, (40,), bucket_size=8, causal=True).eval()
+    x = _input((40,))
+    with torch.no_grad():
+        _, v = module.qkv(x[:, :1]).chunk(2, dim=-1)
+        torch.testing.assert_close(module(x)[:, 0], module.proj(v)[:, 0])
 
 
 @pytest.mark.parametrize("grid", [(64,), (50,), (5, 7)])
@@ -261,8 +411,16 @@ def test_num_heads_must_divide_dim() -> None:
     assert "lsh" in message and "num_heads=3" in message and "(7, 9)" in message
 
 
-@pytest.mark.parametrize("options", [{"bucket_size": 0}, {"n_hashes": 0}, {"dropout": 1.5}])
-def test_invalid_option_values(options: dict[str, float]) -> None:
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"bucket_size": 0},
+        {"n_hashes": 0},
+        {"dropout": 1.5},
+        {"causal": True, "attend_across_buckets": True},
+    ],
+)
+def test_invalid_option_values(options: dict[str, object]) -> None:
     with pytest.raises(OptionError):
         LSHAttention(DIM, (16,), **options)
 
@@ -280,17 +438,35 @@ def test_registered_options_convert_from_strings() -> None:
 
 
 def test_flop_counter_sees_no_quadratic_matmul() -> None:
-    """The counted matmuls are the projections, the hash rotation and two chunked products,
-    each linear in N for a fixed bucket count: nothing N x N."""
+    """The counted matmuls are the projections, the hash rotation and two chunked products
+    (in the fused CPU kernel, whose formula mixbench registers), each linear in N for a
+    fixed bucket count: nothing N x N. Extras then add no matmul of their own."""
+    register_cpu_attention_formulas()
     batch, tokens = 2, 256
     module = LSHAttention(DIM, (tokens,), bucket_size=16, n_hashes=2)
     with FlopCounterMode(display=False) as counter:
         module(_input((tokens,), batch=batch))
+    assert module.runtime_info()["chunk_kernel"] == "flash_attention_cpu"
     pairs = batch * module.num_heads * module.n_hashes * tokens  # (query, round) pairs
     projections = 2 * batch * tokens * DIM * 3 * DIM
     hashing = 2 * pairs * module.head_dim * module.n_buckets // 2
     attention = 2 * 2 * pairs * 2 * module.bucket_size * module.head_dim
     assert counter.get_total_flops() == projections + hashing + attention
+    assert "chunk_matmuls" not in module.flop_breakdown(batch)
+
+
+def test_extra_flops_add_the_fused_kernel_matmuls_when_uncounted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from torch.utils import flop_counter
+
+    kernel = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    monkeypatch.delitem(flop_counter.flop_registry, kernel, raising=False)
+    module = LSHAttention(DIM, (256,), bucket_size=16, n_hashes=2)
+    assert "chunk_matmuls" not in module.flop_breakdown(2)  # no forward has run yet
+    module(_input((256,)))
+    pairs = 2 * module.num_heads * module.n_hashes * 256
+    assert module.flop_breakdown(2)["chunk_matmuls"] == 2 * 2 * pairs * 2 * 16 * module.head_dim
 
 
 def test_extra_flops_grow_like_n_log_n() -> None:

@@ -34,6 +34,8 @@ from mixbench.errors import IncompatibleError, OptionError
 # saved logsumexp: scale, subtract, exp.
 FLASH_RECOMPUTE_PER_SCORE = 3
 
+SdpaCall = tuple[tuple[int, ...], torch.dtype, torch.device, bool, float]
+
 
 class Attention(nn.Module):
     """Multi-head self-attention over all N tokens of any grid (the grid is only a shape).
@@ -79,7 +81,8 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_dropout = nn.Dropout(dropout)
-        self._last_backend: str | None = None
+        self._last_call: SdpaCall | None = None  # shape, dtype, device, grad, dropout
+        self._backend_choices: dict[SdpaCall, str] = {}
         self._last_tokens = self.num_tokens
         self._last_device_type = "cpu"
 
@@ -107,20 +110,39 @@ class Attention(nn.Module):
     def _record_backend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float
     ) -> None:
-        """Remember which SDPA kernel PyTorch picks for these inputs (for runtime_info and
-        extra_flops). ``torch._fused_sdp_choice`` is the function SDPA itself consults."""
+        """Remember what SDPA was called with. Which kernel that picks is asked only when
+        :attr:`_last_backend` is read (runtime_info, extra_flops), outside the timed step:
+        the peer (timm) asks nothing per forward, so neither does this hot path."""
         self._last_tokens = q.shape[-2]
         self._last_device_type = q.device.type
-        if self.backend == "math":
-            self._last_backend = "math"
-            return
-        try:
-            from torch.nn.attention import SDPBackend
+        self._last_call = (tuple(q.shape), q.dtype, q.device, q.requires_grad, dropout_p)
 
-            choice = torch._fused_sdp_choice(q, k, v, None, dropout_p, False)
-            self._last_backend = SDPBackend(choice).name.lower()
-        except Exception:  # private API: record "unknown" rather than fail a forward
-            self._last_backend = "unknown"
+    @property
+    def _last_backend(self) -> str | None:
+        """The SDPA kernel PyTorch picks for the last forward's inputs, asked once per
+        input description. ``torch._fused_sdp_choice`` is the function SDPA itself consults;
+        fresh tensors of the same shape, dtype, device and grad mode get the same answer
+        (the projections' q, k, v views also have a unit last stride)."""
+        if self.backend == "math":
+            return "math"
+        if self._last_call is None:
+            return None
+        choice = self._backend_choices.get(self._last_call)
+        if choice is None:
+            shape, dtype, device, requires_grad, dropout_p = self._last_call
+            q, k, v = (
+                torch.empty(shape, dtype=dtype, device=device, requires_grad=requires_grad)
+                for _ in range(3)
+            )
+            try:
+                from torch.nn.attention import SDPBackend
+
+                fused = torch._fused_sdp_choice(q, k, v, None, dropout_p, False)
+                choice = SDPBackend(fused).name.lower()
+            except Exception:  # private API: record "unknown" rather than fail
+                choice = "unknown"
+            self._backend_choices[self._last_call] = choice
+        return choice
 
     def runtime_info(self) -> dict[str, object]:
         """Facts about the last forward: the SDPA kernel that ran, and that no mask was used

@@ -1,0 +1,50 @@
+"""mixbench's built-in mixers against timm and reformer-pytorch (README, "Against the
+implementations you would otherwise use"): ``nox -s peers`` measures, this renders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+TITLE = "mixbench time / peer time per built-in mixer, inference and training, one process"
+
+
+def run(root: Path) -> None:
+    """``nox -s peers`` in its own environment (timm, reformer-pytorch, their torch)."""
+    import importlib.util
+
+    if importlib.util.find_spec("nox") is None:
+        raise SystemExit("study peers runs `nox -s peers`: install nox (pip install nox)")
+    out = root / "peers"
+    command = [sys.executable, "-m", "nox", "-s", "peers", "--", "--out", str(out)]
+    subprocess.run(command, check=True, cwd=root.parent)
+
+
+def render(root: Path) -> dict[str, str]:
+    data = json.loads((root / "peers" / "peers.json").read_text(encoding="utf-8"))
+    env = data["environment"]
+    lines = [
+        "| case | shape | inference | training | same function |",
+        "|---|---|---:|---:|---|",
+    ]
+    for row in data["rows"]:
+        difference = row["max_abs_difference"]
+        check = (
+            f"{row['equality']}: max abs diff {difference:.1e}"
+            if difference is not None
+            else "not compared"
+        )
+        lines.append(
+            f"| {row['case']} | {row['shape']} | {row['inference']['ratio']:.2f} "
+            f"| {row['training']['ratio']:.2f} | {check} |"
+        )
+    lines += [
+        "",
+        f"mixbench time / peer time, medians; measured {env['date']} on {env['cpu']}, "
+        f"{env['cores']} cores, {env['threads']} torch threads, torch {env['torch']}, "
+        f"timm {env['timm']}, reformer-pytorch {env['reformer_pytorch']}; load average "
+        f"{env['load_average_start']:.1f} at the start.",
+    ]
+    return {"peers.md": "\n".join(lines) + "\n"}
