@@ -45,6 +45,8 @@ class Attention(nn.Module):
         backend: ``auto`` lets PyTorch choose the SDPA kernel (on CPU a flash kernel whose
             memory grows as O(N)); ``math`` forces the textbook kernel that materialises the
             N x N score matrix, to measure attention as most implementations run it.
+        causal: no look-ahead: token t attends to tokens 0..t in grid order (SDPA's
+            ``is_causal``, a flag rather than a mask, so the fused kernels still run).
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class Attention(nn.Module):
         qkv_bias: bool = False,
         dropout: float = 0.0,
         backend: Literal["auto", "math"] = "auto",
+        causal: bool = False,
     ) -> None:
         super().__init__()
         if num_heads < 1:
@@ -74,6 +77,7 @@ class Attention(nn.Module):
         self.head_dim = dim // num_heads
         self.dropout = dropout
         self.backend = backend
+        self.causal = causal
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_dropout = nn.Dropout(dropout)
@@ -96,9 +100,11 @@ class Attention(nn.Module):
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
             with sdpa_kernel(SDPBackend.MATH):
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+                y = F.scaled_dot_product_attention(
+                    q, k, v, dropout_p=dropout_p, is_causal=self.causal
+                )
         else:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=self.causal)
         y = y.transpose(1, 2).reshape(batch, tokens, channels)
         return self.proj_dropout(self.proj(y))
 
@@ -115,7 +121,7 @@ class Attention(nn.Module):
         try:
             from torch.nn.attention import SDPBackend
 
-            choice = torch._fused_sdp_choice(q, k, v, None, dropout_p, False)
+            choice = torch._fused_sdp_choice(q, k, v, None, dropout_p, self.causal)
             self._last_backend = SDPBackend(choice).name.lower()
         except Exception:  # private API: record "unknown" rather than fail a forward
             self._last_backend = "unknown"
@@ -125,6 +131,7 @@ class Attention(nn.Module):
         (so nothing here sends SDPA to the N x N math path except attention dropout)."""
         return {
             "sdpa_mask": False,
+            "causal": self.causal,
             "sdpa_backend": self._last_backend,
             "sdpa_flops_uncounted": self._sdpa_uncounted(),
         }
