@@ -305,6 +305,12 @@ def check_mixer_dtype(
         )
 
 
+def causality_applies(entry: Entry, grid: tuple[int, ...]) -> bool:
+    """Whether the causality check has anything to check: a mixer that declares causal
+    support (a ``causal`` keyword) on a 1-D grid, the only grid with a token order."""
+    return "causal" in entry.options and len(grid) == 1
+
+
 def check_mixer_causality(
     name: str,
     *,
@@ -324,7 +330,7 @@ def check_mixer_causality(
     independence check makes that sound), so the check costs two forwards per block index.
     """
     entry = _entry("mixer", name)
-    if "causal" not in entry.options or len(grid) != 1:
+    if not causality_applies(entry, grid):
         return
     tokens = grid[0]
     x = _input(grid, dim, batch=1)[0]
