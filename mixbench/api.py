@@ -86,6 +86,7 @@ def create_model(
     vocab_size: int | None = None,
     in_features: int | None = None,
     per_token: bool = False,
+    causal: bool = False,
     depth: int | None = None,
     dim: int | None = None,
     patch_size: int | None = None,
@@ -96,8 +97,10 @@ def create_model(
 
     Inputs are images by default (``image_size``, ``in_channels``); give ``seq_len`` with
     ``vocab_size`` (token ids) or ``in_features`` (features) for sequences, or a ``task`` to
-    read all of that from the task. ``depth``/``dim``/``patch_size`` override an isotropic
-    preset. Remaining keyword arguments are the mixer's options.
+    read all of that from the task. ``causal=True`` (or a causal task) builds a decoder:
+    every mixer causal, one prediction per token; an IncompatibleError says why a mixer or
+    preset cannot be. ``depth``/``dim``/``patch_size`` override an isotropic preset.
+    Remaining keyword arguments are the mixer's options.
     """
     from mixbench.shell import InputSpec, MetaFormer, get_preset, with_overrides
 
@@ -123,6 +126,7 @@ def create_model(
             seq_len=task.shape[0] if task.input != "image" else 0,
             vocab_size=task.vocab_size or 0,
             per_token=task.per_token,
+            causal=task.causal or causal,
         )
         num_classes = task.num_classes
     elif seq_len is not None:
@@ -134,6 +138,7 @@ def create_model(
             vocab_size=int(vocab_size or 0),
             in_channels=int(in_features or 0),
             per_token=per_token,
+            causal=causal,
         )
     else:
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -142,6 +147,7 @@ def create_model(
             image_size=(int(size[0]), int(size[1])),
             in_channels=int(in_channels),
             per_token=per_token,
+            causal=causal,
         )
     return MetaFormer(entry, chosen, spec, int(num_classes), validated)
 

@@ -15,6 +15,15 @@ Two layouts:
   position-aware ones (pooling, token MLP) are compared in one shell.
 * ``hierarchical`` — four stages as in PoolFormer: a 7x7 stride-4 conv stem, 3x3 stride-2 conv
   downsampling between stages, GroupNorm(1, C) as the norm. ``s12`` reproduces PoolFormer-S12.
+
+A *causal* model (``InputSpec.causal``, set by a causal task) must never let position t see a
+later position, and only the mixers mix tokens in the isotropic sequence path: the token
+embedding, the position embedding, LayerNorm, the channel MLP and the per-token head all act
+on one token at a time. So every block's mixer is built with ``causal=True`` and the head
+predicts per token. What cannot be causal is refused (IncompatibleError, a skipped cell),
+never run bidirectionally: a mixer whose factory has no ``causal`` option, the hierarchical
+layout (its convolutions mix neighbouring tokens both ways), image inputs (a 2-D grid has no
+token order) and the GroupNorm presets (statistics over all tokens of a sample).
 """
 
 from __future__ import annotations
@@ -217,6 +226,7 @@ class InputSpec:
     seq_len: int = 0
     vocab_size: int = 0
     per_token: bool = False
+    causal: bool = False  # no position may see a later one; predictions are per token
 
 
 class MetaFormer(nn.Module):
@@ -239,6 +249,8 @@ class MetaFormer(nn.Module):
         if len(depths) != len(dims):
             raise UsageError("preset depths and dims differ in length")
         self.pos_embed: nn.Parameter | None = None
+        if spec.causal:
+            mixer_options = causal_mixer_options(entry, preset, spec, mixer_options)
         if preset.layout == "hierarchical":
             if spec.kind != "image":
                 raise IncompatibleError(
@@ -324,9 +336,41 @@ class MetaFormer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.forward_features(x)
-        if self.spec.per_token:
+        if self.spec.per_token or self.spec.causal:
             return self.head(features)  # (B, N, classes)
         return self.head(features.mean(dim=1))
+
+
+def causal_mixer_options(
+    entry: Entry, preset: Preset, spec: InputSpec, options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The mixer options for a causal model (``causal=True`` added), or the reason it
+    cannot be causal as an IncompatibleError (see the module docstring)."""
+    if spec.kind == "image":
+        raise IncompatibleError(
+            "a causal model reads sequences; image inputs have a 2-D grid and no token order"
+        )
+    if preset.layout != "isotropic":
+        raise IncompatibleError(
+            "a causal model needs an isotropic preset: the hierarchical layout's convolutions "
+            "mix each token with the ones after it"
+        )
+    if preset.norm != "layer":
+        raise IncompatibleError(
+            "a causal model needs a preset with LayerNorm (tiny, small): GroupNorm takes its "
+            "statistics over all tokens of a sample, later ones included"
+        )
+    if "causal" not in entry.options:
+        raise IncompatibleError(
+            f"mixer {entry.name!r} (plugin {entry.plugin!r}) has no 'causal' option, so it "
+            "cannot be built causal for a causal task; skipped rather than run bidirectionally"
+        )
+    if options.get("causal") is False:
+        raise OptionError(
+            f"mixer {entry.name!r}: causal=false contradicts a causal task, which builds every "
+            "mixer causal; drop the option"
+        )
+    return {**options, "causal": True}
 
 
 def with_overrides(preset: Preset, **changes: Any) -> Preset:
@@ -348,6 +392,7 @@ __all__ = [
     "MetaFormerBlock",
     "Preset",
     "build_mixer",
+    "causal_mixer_options",
     "get_preset",
     "with_overrides",
 ]

@@ -1,9 +1,16 @@
 """The task contract: what a ``register_tasks`` factory returns.
 
-A task factory is ``factory(seed: int, **options) -> TaskData``. It returns the whole train
-and validation split as tensors (the tasks mixbench targets fit in memory many times over)
-and says how the shell should read the inputs. The same seed must give the same tensors, so
-that a cell is reproducible from its config alone; nothing may be downloaded at run time.
+A task factory is ``factory(seed: int, **options) -> TaskData``. It returns the train,
+validation and test splits as tensors (the tasks mixbench targets fit in memory many times
+over) and says how the shell should read the inputs. The same seed must give the same tensors,
+so that a cell is reproducible from its config alone; nothing is downloaded unless the user
+asks for it with an option (``cifar10``'s ``download=true``).
+
+Three splits, three roles: the trainer fits on *train*, makes every choice (learning-rate
+tuning, the best step) on *validation*, and only reports *test*, which no choice ever sees.
+The three must be disjoint. ``x_test``/``y_test`` are optional so that tasks written before
+test splits existed keep working: the trainer then reports on the second half of the
+validation split and says so in the row. Every built-in task has a real test split.
 
 Inputs are one of:
 
@@ -13,6 +20,12 @@ Inputs are one of:
 
 Targets are class indices: (num,) for one label per example, or (num, N) for one label per
 token with ``IGNORE_INDEX`` where no loss is taken (``per_token=True``).
+
+A *causal* task (``causal=True``) is a sequence task scored per token in which the answer at
+position t may depend on positions up to t only, as in a decoder language model. The shell
+then builds every mixer with ``causal=True`` (a mixer whose factory has no ``causal`` option
+is skipped with the reason, never run bidirectionally), so a causal task needs ``per_token``
+targets and a 1-D grid ("tokens" or "features" input).
 """
 
 from __future__ import annotations
@@ -43,6 +56,11 @@ class TaskData:
     shape: tuple[int, ...] = ()
     chance: float | None = None  # accuracy of guessing, for tables
     info: dict[str, Any] = field(default_factory=dict)  # anything worth recording in a row
+    # Held out from every choice; None for tasks without one (the trainer then reports on
+    # the second half of the validation split).
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
+    causal: bool = False  # predictions at t may use positions <= t only (decoder-style)
 
     def __post_init__(self) -> None:
         if not self.shape:
@@ -52,6 +70,14 @@ class TaskData:
                 self.shape = (int(self.x_train.shape[1]),)
         if self.input == "tokens" and self.vocab_size is None:
             raise ValueError("a 'tokens' task must give vocab_size")
+        if (self.x_test is None) != (self.y_test is None):
+            raise ValueError("a task gives both x_test and y_test, or neither")
+        if self.causal and (self.input == "image" or not self.per_token):
+            raise ValueError(
+                "a causal task predicts per token on a sequence: it needs per_token=True and "
+                f"'tokens' or 'features' input (got input={self.input!r}, "
+                f"per_token={self.per_token})"
+            )
 
     @property
     def in_channels(self) -> int:

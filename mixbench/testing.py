@@ -10,6 +10,10 @@ these over every registered mixer and optimizer, so a new built-in is tested aut
     def test_my_mixer():
         check_mixer("my_mixer")          # every mixer check, 1-D and 2-D grids
 
+A mixer that accepts a ``causal`` keyword declares that it can run causally, and the
+``causality`` check holds it to that: with ``causal=True`` its output at t must not change
+when any input after t does, and must still depend on the inputs before t.
+
     def test_my_optimizer():
         check_optimizer("lion")
 """
@@ -301,12 +305,89 @@ def check_mixer_dtype(
         )
 
 
+def causality_applies(entry: Entry, grid: tuple[int, ...]) -> bool:
+    """Whether the causality check has anything to check: a mixer that declares causal
+    support (a ``causal`` keyword) on a 1-D grid, the only grid with a token order."""
+    return "causal" in entry.options and len(grid) == 1
+
+
+def check_mixer_causality(
+    name: str,
+    *,
+    dim: int = DEFAULT_DIM,
+    grid: tuple[int, ...] = (64,),
+    options: Mapping[str, Any] | None = None,
+    atol: float = 1e-5,
+) -> None:
+    """With ``causal=True``, the output at t is unchanged by any input after t, and still
+    depends on the inputs before t wherever the mixer built without it does.
+
+    A mixer declares causal support by accepting a ``causal`` keyword; one that does not has
+    nothing to check here (the shell refuses it on causal tasks). Causality is an order of
+    tokens, so only 1-D grids are checked. Every cut point t is tried, at block indices 0
+    and 1, so chunked or bucketed mixers are held to it at every chunk border, including a
+    ragged last chunk. The variants of one sequence travel as one batch (the batch
+    independence check makes that sound), so the check costs two forwards per block index.
+    """
+    entry = _entry("mixer", name)
+    if not causality_applies(entry, grid):
+        return
+    tokens = grid[0]
+    x = _input(grid, dim, batch=1)[0]
+    other = _input(grid, dim, batch=1, seed=4321)[0]
+    position = torch.arange(tokens)[None, :, None]
+    cut = torch.arange(tokens)[:, None, None]
+    # Row t of `future` changes every input after t; row t of `past` every input before t.
+    future = torch.where(position > cut, other, x)
+    past = torch.where(position < cut, other, x)
+    batch = torch.cat([x[None], future, past])
+    for index in (0, 1):
+        outputs = {}
+        for causal in (True, False):
+            module = _build(
+                entry, dim, grid, {**(options or {}), "causal": causal}, seed=0, index=index
+            )
+            torch.manual_seed(5)
+            with torch.no_grad():
+                outputs[causal] = _forward(entry, module, batch, "causality")
+        out = outputs[True]
+        base, after, before = out[0], out[1 : tokens + 1], out[tokens + 1 :]
+        for t in range(tokens):
+            diff = (after[t, : t + 1] - base[: t + 1]).abs().max().item()
+            if diff > atol:
+                raise ContractError(
+                    entry.plugin,
+                    "mixer",
+                    name,
+                    "causality",
+                    f"with causal=True, changing the inputs after position {t} changed the "
+                    f"output at positions <= {t} by {diff:.3g} (grid {grid}, block index "
+                    f"{index}): the mixer looks ahead",
+                )
+        full = outputs[False]
+        for t in range(1, tokens):
+            uses_past = (full[tokens + 1 + t, t] - full[0, t]).abs().max().item() > atol
+            # Any change counts: a weak dependence (a small weight at init) is still one.
+            sees_past = bool((before[t, t] != base[t]).any())
+            if uses_past and not sees_past:
+                raise ContractError(
+                    entry.plugin,
+                    "mixer",
+                    name,
+                    "causality",
+                    f"with causal=True, the output at position {t} ignores every earlier "
+                    f"input, which the mixer uses without it (grid {grid}, block index "
+                    f"{index}): the causal mask hides the past too",
+                )
+
+
 MIXER_CHECKS: dict[str, Callable[..., None]] = {
     "shape": check_mixer_shape,
     "gradients": check_mixer_gradients,
     "batch independence": check_mixer_batch_independence,
     "determinism": check_mixer_determinism,
     "bfloat16": check_mixer_dtype,
+    "causality": check_mixer_causality,
 }
 
 

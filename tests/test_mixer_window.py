@@ -272,6 +272,7 @@ def test_options_are_introspected_from_the_signature() -> None:
         "window_size": 7,
         "num_heads": 4,
         "shift": True,
+        "causal": False,
     }
     assert options["shift"].convert("false") is False
 

@@ -152,9 +152,9 @@ def test_options_are_introspected_from_the_signatures() -> None:
         assert not var_kwargs
         return {name: info.default for name, info in found.items()}
 
-    assert options(Pooling) == {"pool_size": 3}
-    assert options(TokenMLP) == {"expansion": 0.5}
-    assert options(Identity) == {}
+    assert options(Pooling) == {"pool_size": 3, "causal": False}
+    assert options(TokenMLP) == {"expansion": 0.5, "causal": False}
+    assert options(Identity) == {"causal": False}
     info, _, _ = read_options(TokenMLP, RESERVED["mixer"])
     assert info["expansion"].convert("0.25") == 0.25
 

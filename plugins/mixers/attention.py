@@ -49,6 +49,8 @@ class Attention(nn.Module):
         backend: ``auto`` lets PyTorch choose the SDPA kernel (on CPU a flash kernel whose
             memory grows as O(N)); ``math`` forces the textbook kernel that materialises the
             N x N score matrix, to measure attention as most implementations run it.
+        causal: no look-ahead: token t attends to tokens 0..t in grid order (SDPA's
+            ``is_causal``, a flag rather than a mask, so the fused kernels still run).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class Attention(nn.Module):
         qkv_bias: bool = False,
         dropout: float = 0.0,
         backend: Literal["auto", "math"] = "auto",
+        causal: bool = False,
     ) -> None:
         super().__init__()
         if num_heads < 1:
@@ -78,6 +81,7 @@ class Attention(nn.Module):
         self.head_dim = dim // num_heads
         self.dropout = dropout
         self.backend = backend
+        self.causal = causal
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_dropout = nn.Dropout(dropout)
@@ -101,9 +105,11 @@ class Attention(nn.Module):
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
             with sdpa_kernel(SDPBackend.MATH):
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+                y = F.scaled_dot_product_attention(
+                    q, k, v, dropout_p=dropout_p, is_causal=self.causal
+                )
         else:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=self.causal)
         y = y.transpose(1, 2).reshape(batch, tokens, channels)
         return self.proj_dropout(self.proj(y))
 
@@ -137,7 +143,7 @@ class Attention(nn.Module):
             try:
                 from torch.nn.attention import SDPBackend
 
-                fused = torch._fused_sdp_choice(q, k, v, None, dropout_p, False)
+                fused = torch._fused_sdp_choice(q, k, v, None, dropout_p, self.causal)
                 choice = SDPBackend(fused).name.lower()
             except Exception:  # private API: record "unknown" rather than fail
                 choice = "unknown"
@@ -149,6 +155,7 @@ class Attention(nn.Module):
         (so nothing here sends SDPA to the N x N math path except attention dropout)."""
         return {
             "sdpa_mask": False,
+            "causal": self.causal,
             "sdpa_backend": self._last_backend,
             "sdpa_flops_uncounted": self._sdpa_uncounted(),
         }
@@ -165,9 +172,12 @@ class Attention(nn.Module):
         """The operation on N tokens (the last forward's N; the grid's before any), per
         forward, with S = batch_size * num_heads * N^2 scores: the qkv and output
         projections, QK^T and PV (S * head_dim multiply-adds each), the 1/sqrt(d) scale
-        (1 per score) and the softmax. Linear-layer bias adds and dropout are not counted."""
-        rows, dim = batch_size * self._last_tokens, self.dim
-        scores = batch_size * self.num_heads * self._last_tokens**2
+        (1 per score) and the softmax. Linear-layer bias adds and dropout are not counted.
+        Causal attention needs only the N (N + 1) / 2 pairs with the key at or before the
+        query."""
+        rows, dim, tokens = batch_size * self._last_tokens, self.dim, self._last_tokens
+        pairs = tokens * (tokens + 1) // 2 if self.causal else tokens**2
+        scores = batch_size * self.num_heads * pairs
         return (
             FlopTally()
             .matmul("qkv projection", rows * dim * 3 * dim)

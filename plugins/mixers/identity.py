@@ -19,12 +19,18 @@ import mixbench
 
 
 class Identity(nn.Module):
-    """Returns its input unchanged; no parameters, no FLOPs, any grid."""
+    """Returns its input unchanged; no parameters, no FLOPs, any grid.
 
-    def __init__(self, dim: int, grid: tuple[int, ...]) -> None:
+    Options:
+        causal: accepted so that causal tasks can use the floor too; the identity never
+            looks at another token, so it is causal either way.
+    """
+
+    def __init__(self, dim: int, grid: tuple[int, ...], *, causal: bool = False) -> None:
         super().__init__()
         self.dim = dim
         self.grid = tuple(int(size) for size in grid)
+        self.causal = causal
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x

@@ -13,6 +13,13 @@ is ``round(N * expansion)``, tied to the token count, so the mixer's cost grows 
 the grid grows, the scaling the benchmark compares against attention, and the mixer's size
 does not depend on which stage's width it sits in. The default 0.5 keeps the 56 x 56 stage
 of s12 at about 9.8 M parameters per block.
+
+``causal=True`` makes the token mixing lower-triangular through the hidden layer, with the
+masks of MADE (Germain et al. 2015, https://arxiv.org/abs/1502.03509): hidden unit j is
+given the position p(j) = floor(j * N / hidden); it reads tokens 0..p(j), and output token
+t reads the hidden units with p(j) <= t. Output t then depends on tokens up to t and never
+on a later one (grid order), and every output depends on token 0. Masked weights stay in
+the parameters (multiplied by zero), so the model keeps its size and its init.
 """
 
 from __future__ import annotations
@@ -35,9 +42,12 @@ class TokenMLP(nn.Module):
     Options:
         expansion: hidden width as a fraction of N (hidden = round(N * expansion), at
             least 1).
+        causal: mask both layers so that token t mixes tokens 0..t only (MADE masks).
     """
 
-    def __init__(self, dim: int, grid: tuple[int, ...], *, expansion: float = 0.5) -> None:
+    def __init__(
+        self, dim: int, grid: tuple[int, ...], *, expansion: float = 0.5, causal: bool = False
+    ) -> None:
         super().__init__()
         if not expansion > 0:
             raise OptionError(f"mixer 'mlp': expansion must be > 0, got {expansion}")
@@ -49,6 +59,12 @@ class TokenMLP(nn.Module):
         self.hidden = max(1, round(self.num_tokens * expansion))
         self.fc1 = nn.Linear(self.num_tokens, self.hidden)
         self.fc2 = nn.Linear(self.hidden, self.num_tokens)
+        self.causal = causal
+        self.in_mask: torch.Tensor | None
+        self.out_mask: torch.Tensor | None
+        in_mask, out_mask = causal_masks(self.num_tokens, self.hidden) if causal else (None, None)
+        self.register_buffer("in_mask", in_mask, persistent=False)
+        self.register_buffer("out_mask", out_mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] != self.num_tokens:
@@ -57,7 +73,12 @@ class TokenMLP(nn.Module):
                 f"cannot mix {x.shape[1]} tokens; build it for that grid"
             )
         # (B, N, C) -> (B, C, N): the Linear layers then act on the token axis.
-        mixed: torch.Tensor = self.fc2(F.gelu(self.fc1(x.transpose(1, 2))))
+        tokens = x.transpose(1, 2)
+        if self.in_mask is None or self.out_mask is None:
+            mixed: torch.Tensor = self.fc2(F.gelu(self.fc1(tokens)))
+        else:
+            hidden = F.gelu(F.linear(tokens, self.fc1.weight * self.in_mask, self.fc1.bias))
+            mixed = F.linear(hidden, self.fc2.weight * self.out_mask, self.fc2.bias)
         return mixed.transpose(1, 2)
 
     def model_flops(self, batch_size: int) -> FlopTally:
@@ -79,7 +100,20 @@ class TokenMLP(nn.Module):
 
     def runtime_info(self) -> dict[str, object]:
         """The token count the mixer is bound to and its hidden width."""
-        return {"tokens": self.num_tokens, "hidden": self.hidden}
+        return {"tokens": self.num_tokens, "hidden": self.hidden, "causal": self.causal}
+
+
+def causal_masks(tokens: int, hidden: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """MADE masks: (hidden, tokens) for the first layer, (tokens, hidden) for the second.
+
+    Hidden unit j sits at position floor(j * tokens / hidden); it reads tokens at or before
+    it, and is read by output tokens at or after it.
+    """
+    position = torch.arange(hidden) * tokens // hidden  # (hidden,), starts at 0
+    token = torch.arange(tokens)
+    in_mask = (token[None, :] <= position[:, None]).float()
+    out_mask = (position[None, :] <= token[:, None]).float()
+    return in_mask, out_mask
 
 
 @mixbench.hookimpl

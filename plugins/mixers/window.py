@@ -35,6 +35,13 @@ Decisions, all recorded in :meth:`WindowAttention.runtime_info`:
   is a plain tensor and the CPU flash kernel may run. The kernel of the last forward is
   recorded, because it changes memory and because ``FlopCounterMode`` does not count the CPU
   flash kernel (see :meth:`WindowAttention.extra_flops`).
+* **Causal** (``causal=True``, sequences only) is not a masked Swin window: a blocked window
+  would let its first token see nothing before the block. It is sliding-window attention
+  (as in Longformer and Mistral): token t attends to the ``window_size`` tokens t-w+1..t.
+  The sequence is cut into blocks of w; each block's queries attend to its own block and the
+  block before it (2w keys) under a band mask, so the cost stays O(N w). The relative
+  position bias is the same table, read at offsets 0..w-1; there is nothing to shift. On a
+  2-D grid "the previous w tokens" has no meaning a window can respect: refused.
 """
 
 from __future__ import annotations
@@ -153,6 +160,24 @@ def window_layout(
     return window_order, token_order
 
 
+def sliding_window_band(num_tokens: int, window_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal sliding-window geometry over blocks of w queries and 2w keys.
+
+    Returns (allowed (num_blocks, w, 2w) bool, offset (w, 2w) long). Query i of block b is
+    token b*w + i; key j is token (b-1)*w + j (the previous block, then the block itself).
+    ``offset`` is query minus key position; a key is allowed when the offset is 0..w-1,
+    it is a real token (not before the sequence), and it exists (pad tokens lie after every
+    real query, so the band already hides them).
+    """
+    w = window_size
+    blocks = math.ceil(num_tokens / w)
+    offset = w + torch.arange(w)[:, None] - torch.arange(2 * w)[None, :]  # (w, 2w)
+    band = (offset >= 0) & (offset < w)
+    allowed = band.expand(blocks, w, 2 * w).clone()
+    allowed[0, :, :w] = False  # block 0 has no block before it
+    return allowed, offset
+
+
 # -- the mixer ---------------------------------------------------------------------------------
 
 
@@ -166,6 +191,8 @@ class WindowAttention(nn.Module):
             ``attention`` mixer, so the two differ only in what each token can see.
         shift: roll odd blocks (``index % 2 == 1``) by window_size // 2, as Swin does.
             False keeps every block's windows fixed (no information crosses windows).
+        causal: on a 1-D grid, sliding-window attention over the ``window_size`` tokens
+            ending at each token (no look-ahead, no shift); refused on 2-D and 3-D grids.
     """
 
     def __init__(
@@ -177,6 +204,7 @@ class WindowAttention(nn.Module):
         window_size: int = 7,
         num_heads: int = 4,
         shift: bool = True,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         self.grid = tuple(int(size) for size in grid)
@@ -196,6 +224,12 @@ class WindowAttention(nn.Module):
                 f"mixer 'window': num_heads={num_heads} does not divide dim={dim} "
                 f"(grid {self.grid})"
             )
+        if causal and len(self.grid) != 1:
+            raise IncompatibleError(
+                f"mixer 'window': causal window attention is defined on sequences (1-D grids): "
+                f"on grid {self.grid} 'the previous window_size tokens' is no window"
+            )
+        self.causal = causal
         self.dim = dim
         self.window_size = window_size
         self.num_heads = num_heads
@@ -206,7 +240,7 @@ class WindowAttention(nn.Module):
         self.num_windows = math.prod(size // window_size for size in self.padded_grid)
         self.tokens_per_window: int = window_size ** len(self.grid)
         # Shift only odd blocks, and only along axes with more than one window.
-        shifted_block = shift and index % 2 == 1
+        shifted_block = shift and index % 2 == 1 and not causal
         self.shifts = tuple(
             window_size // 2 if shifted_block and total > window_size else 0
             for total in self.padded_grid
@@ -241,6 +275,17 @@ class WindowAttention(nn.Module):
             else torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf")),
             persistent=False,
         )
+        # Causal sliding windows: additive (blocks, 1, w, 2w) band mask and bias offsets.
+        self.band_mask: torch.Tensor | None
+        self.band_position_index: torch.Tensor | None
+        band_mask = band_index = None
+        if causal:
+            allowed_band, offset = sliding_window_band(self.num_tokens, window_size)
+            band_mask = torch.zeros(allowed_band.shape).masked_fill(~allowed_band, float("-inf"))
+            band_mask = band_mask[:, None]
+            band_index = offset.clamp(-(window_size - 1), window_size - 1) + window_size - 1
+        self.register_buffer("band_mask", band_mask, persistent=False)
+        self.register_buffer("band_position_index", band_index, persistent=False)
         self._last_backend: str | None = None
         self._last_device_type = "cpu"
 
@@ -251,6 +296,8 @@ class WindowAttention(nn.Module):
                 f"mixer 'window' was built for grid {self.grid} ({self.num_tokens} tokens), "
                 f"got {tokens} tokens"
             )
+        if self.causal:
+            return self._sliding_forward(x)
         # q, k and v are per-token, so project the real tokens, then gather them into window
         # order: one fixed permutation (padding, roll and partition at once).
         heads, windows, size = self.num_heads, self.num_windows, self.tokens_per_window
@@ -274,6 +321,35 @@ class WindowAttention(nn.Module):
             y = y.view(batch, heads, -1, self.head_dim).index_select(2, self.token_order)
             y = y.transpose(1, 2).reshape(batch, tokens, channels)
         out: torch.Tensor = self.proj(y)
+        return out
+
+    def _sliding_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Causal sliding-window attention: blocks of w queries against 2w keys.
+
+        The blocks sit in the head axis, (B, blocks * heads), so the banded bias
+        (1, blocks * heads, w, 2w) is built once per forward and broadcasts over the batch
+        instead of being copied per sample."""
+        assert self.band_mask is not None and self.band_position_index is not None
+        batch, tokens, channels = x.shape
+        w, blocks, heads = self.window_size, self.band_mask.shape[0], self.num_heads
+        qkv = F.pad(self.qkv(x), (0, 0, 0, blocks * w - tokens))  # pad tokens at the end
+        q, k, v = (
+            qkv.view(batch, blocks, w, 3, heads, self.head_dim).permute(3, 0, 1, 4, 2, 5).unbind(0)
+        )  # each (B, blocks, heads, w, head_dim)
+
+        def with_previous_block(t: torch.Tensor) -> torch.Tensor:
+            previous = torch.cat([torch.zeros_like(t[:, :1]), t[:, :-1]], dim=1)
+            return torch.cat([previous, t], dim=3).flatten(1, 2)  # (B, blocks * h, 2w, d)
+
+        q = q.flatten(1, 2)
+        k, v = with_previous_block(k), with_previous_block(v)
+        bias = self.relative_position_bias[self.band_position_index.view(-1)]
+        bias = bias.view(w, 2 * w, heads).permute(2, 0, 1)[None]  # (1, h, w, 2w)
+        mask = (bias + self.band_mask).reshape(1, blocks * heads, w, 2 * w)
+        self._record_backend(q, k, v, mask)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, blocks * h, w, d)
+        y = y.reshape(batch, blocks, heads, w, self.head_dim).permute(0, 1, 3, 2, 4)
+        out: torch.Tensor = self.proj(y.reshape(batch, blocks * w, channels)[:, :tokens])
         return out
 
     def _attention_bias(self) -> torch.Tensor:
@@ -317,7 +393,21 @@ class WindowAttention(nn.Module):
     def runtime_info(self) -> dict[str, object]:
         """The window geometry this block really used, and the SDPA kernel of the last
         forward (None before the first)."""
+        if self.causal:
+            return {
+                "causal": True,
+                "attention": "sliding window over the window_size tokens ending at each token",
+                "window_size": self.window_size,
+                "grid": list(self.grid),
+                "query_blocks": int(self.band_mask.shape[0]) if self.band_mask is not None else 0,
+                "keys_per_query_block": 2 * self.window_size,
+                "num_heads": self.num_heads,
+                "sdpa_mask": "relative position bias + causal band mask",
+                "sdpa_backend": self._last_backend,
+                "sdpa_flops_uncounted": self._sdpa_uncounted(),
+            }
         return {
+            "causal": False,
             "block_index": self.index,
             "window_size": self.window_size,
             "grid": list(self.grid),
@@ -342,7 +432,10 @@ class WindowAttention(nn.Module):
         A window is a product of one interval per axis, so its real tokens are the product
         of each axis's real positions in it, and the sum of their squares over windows is
         the product over axes of per-axis sums (after padding and the roll, as laid out).
+        Causal (1-D): token t sees the min(t + 1, w) tokens ending at itself.
         """
+        if self.causal:
+            return sum(min(t + 1, self.window_size) for t in range(self.num_tokens))
         pairs = 1
         for size, total, shift in zip(self.grid, self.padded_grid, self.shifts, strict=True):
             real = [(position + shift) % total < size for position in range(total)]
@@ -384,6 +477,8 @@ class WindowAttention(nn.Module):
         kernel uncounted, QK^T and PV too. The bias-table gather, the token permutations
         and the reshapes move data and count 0."""
         scores = batch_size * self.num_windows * self.num_heads * self.tokens_per_window**2
+        if self.band_mask is not None:  # causal: blocks of w queries against 2w keys
+            scores = batch_size * self.band_mask.shape[0] * self.num_heads * 2 * self.window_size**2
         return self._attention_flops(scores, matmuls=self._sdpa_uncounted())
 
 

@@ -29,6 +29,16 @@ Two layouts of the kv section:
 
 The head predicts over the ``num_values`` value indices (``num_classes``), so ``chance`` is
 1 / num_values.
+
+``causal=true`` is the form Zoology trains: a causal language model reads the sequence left
+to right and, at each queried key, predicts the next token, which is the key's value (Zoology
+labels that position with the value and ignores every other one, exactly the targets here).
+The data are the same; the task declares itself causal, so the shell builds every mixer
+causal and a mixer has to recall the value from the pairs *before* the query. The default
+stays bidirectional (``causal=false``), the setting of mixbench's earlier mqar results.
+
+Train, validation (``num_val``) and test (``num_test``) inputs are disjoint, drawn in that
+order from the seed (see ``_splits.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ import torch
 import mixbench
 from mixbench.errors import OptionError
 from mixbench.tasks import IGNORE_INDEX, TaskData
+from mixbench_plugins.tasks._splits import disjoint_splits
 
 FILLER = 0
 Layout = Literal["pair", "zoology"]
@@ -116,8 +127,11 @@ def make_mqar(
     layout: Layout = "pair",
     num_train: int = 8192,
     num_val: int = 1024,
+    num_test: int = 1024,
+    causal: bool = False,
 ) -> TaskData:
-    """MQAR data for ``seed``; the defaults train to >90% with 2 attention blocks in a minute."""
+    """MQAR data for ``seed``; the defaults train to >90% with 2 attention blocks in a minute.
+    ``causal`` makes it Zoology's causal (next-token) form."""
     num_keys, num_values = alphabet(vocab_size, layout)
     kv_len = num_kv_pairs * (1 if layout == "pair" else 2)
     if num_kv_pairs < 1:
@@ -132,8 +146,8 @@ def make_mqar(
             f"mqar: seq_len={seq_len} cannot hold {kv_len} kv tokens and {num_kv_pairs} queries "
             f"(layout {layout!r} needs seq_len >= {kv_len + num_kv_pairs})"
         )
-    if num_train < 1 or num_val < 1:
-        raise OptionError("mqar: num_train and num_val must be >= 1")
+    if min(num_train, num_val, num_test) < 1:
+        raise OptionError("mqar: num_train, num_val and num_test must be >= 1")
 
     generator = torch.Generator().manual_seed(seed)
     shape = {
@@ -144,10 +158,17 @@ def make_mqar(
         "layout": layout,
         "generator": generator,
     }
-    x_train, y_train = generate(num_train, **shape)  # type: ignore[arg-type]
-    x_val, y_val = generate(num_val, **shape)  # type: ignore[arg-type]
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = disjoint_splits(
+        lambda num: generate(num, **shape),  # type: ignore[arg-type]
+        (num_train, num_val, num_test),
+        "mqar",
+    )
     info: dict[str, Any] = {
         "layout": layout,
+        "causal": causal,
+        "num_train": num_train,
+        "num_val": num_val,
+        "num_test": num_test,
         "value_bag_accuracy": value_bag_accuracy(y_val, num_kv_pairs),
         "num_keys": num_keys,
         "num_values": num_values,
@@ -160,9 +181,12 @@ def make_mqar(
         y_train=y_train,
         x_val=x_val,
         y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
         num_classes=num_values,
         input="tokens",
         per_token=True,
+        causal=causal,
         vocab_size=vocab_size,
         chance=1.0 / num_values,
         info=info,
@@ -175,5 +199,6 @@ def register_tasks(register: Any) -> None:
         "mqar",
         make_mqar,
         description="multi-query associative recall (Zoology, Arora et al. 2023): recall the "
-        "value of each queried key; separates content-based mixers from fixed ones",
+        "value of each queried key; separates content-based mixers from fixed ones; "
+        "causal=true is Zoology's causal next-token form",
     )
