@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mixbench.driver import PlannedCell
 from mixbench.errors import UsageError
 from mixbench.grids import (
     CELL_KINDS,
@@ -61,7 +62,6 @@ from mixbench.grids import (
     unknown_key_error,
 )
 from mixbench.namecache import NameCheck, known_names
-from mixbench.plan import Cell
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,17 +72,6 @@ TOP_LEVEL = ("name", "executor", "max_parallel", "timeout", "defaults", "grid")
 
 
 # -- the file as a whole ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlannedCell:
-    """A cell of the sweep, with how to run it and which grid asked for it."""
-
-    cell: Cell
-    settings: Mapping[str, Any]
-    timeout: float | None
-    origin: str
-    runner: str
 
 
 @dataclass
@@ -114,8 +103,7 @@ class SweepFile:
                 raise sweep_error(
                     self.source, f"{point.origin} ({point.describe()})", str(exc)
                 ) from None
-            cells, timing = produced if isinstance(produced, tuple) else (produced, None)
-            settings = {"timing": dict(timing)} if timing is not None else {}
+            cells, settings = produced if isinstance(produced, tuple) else (produced, {})
             if timeout is None:
                 timeout = command_timeout(kind)
             for cell in cells:
