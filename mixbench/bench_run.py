@@ -9,11 +9,12 @@ cells of the first session without the user repeating the command line.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,44 @@ def load_warning(bench: BenchRun) -> str | None:
         "finished already; this system offers no instantaneous measure): latencies may be "
         "inflated."
     )
+
+
+def run_bench(
+    options: BenchOptions,
+    *,
+    out: Path,
+    resume: Path | None = None,
+    executor: str = "subprocess",
+    executor_options: Mapping[str, Any] | None = None,
+    max_parallel: int = 1,
+    quiet: bool = True,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_start: Callable[[BenchRun], None] | None = None,
+) -> tuple[BenchRun, Any]:
+    """Plan, create (or reopen, ``resume``) the run directory and drive the cells; returns
+    the run and the driver's `Outcome` (``status`` says whether it was interrupted).
+    ``on_start`` sees the run before the first cell (the command prints its warnings)."""
+    from mixbench.driver import drive, locked
+
+    with contextlib.ExitStack() as stack:
+        if resume is not None:  # no other command adds rows while the missing cells are read
+            stack.enter_context(locked(resume))
+        bench = start_bench(options, out=out, resume=resume)
+        if resume is None:
+            stack.enter_context(locked(bench.run.path))
+        if on_start is not None:
+            on_start(bench)
+        outcome = drive(
+            bench.todo,
+            bench.run,
+            total=len(bench.plan.cells),
+            executor_name=executor,
+            executor_options=executor_options or {},
+            max_parallel=max_parallel,
+            quiet=quiet,
+            label="bench",
+            resumed=bench.resumed,
+            on_row=on_row,
+            probe_quick=bool(bench.plan.options.get("quick")),
+        )
+    return bench, outcome

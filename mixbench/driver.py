@@ -27,7 +27,7 @@ import os
 import random
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mixbench.errors import UsageError
@@ -79,7 +79,6 @@ class Outcome:
     status: str
     tally: Tally
     signal_name: str | None = None
-    rows: list[dict[str, Any]] = field(default_factory=list)  # this session's rows
 
     @property
     def exit_code(self) -> int:
@@ -207,7 +206,6 @@ def drive(
                     with stop.writing():
                         _write(run, planned.cell.kind, row, curves)
                     ended.add(key)
-                    outcome.rows.append(row)
                     tally.add(row, planned.cell.label())
                     if on_row is not None:
                         on_row(row)

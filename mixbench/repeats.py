@@ -94,7 +94,8 @@ def combine_processes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     failed = next((r for r in rows if r.get("status") != "ok"), None)
     if failed is not None:
         index = rows.index(failed) + 1
-        prefix = f"process {index} of {len(rows)}: " if len(rows) > 1 else ""
+        several = len(rows) > 1 and failed.get("status") != "skipped"  # skipped: not chance
+        prefix = f"process {index} of {len(rows)}: " if several else ""
         reason = prefix + str(failed.get("reason"))
         return {**failed, "reason": reason, "processes": records, "duration_s": row["duration_s"]}
     metrics = row["metrics"]

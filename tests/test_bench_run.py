@@ -111,6 +111,9 @@ def test_resume_takes_no_measurement_options_and_unknown_executor_options_exit_2
     assert result.exit_code == 2 and "not a resumable bench run" in result.output
     result = _invoke("--mixer", "pooling", "--executor-option", "adress=auto")
     assert result.exit_code == 2 and "no such option" in result.output
+    # --ray-address is --executor-option address=...: only executors with an address take it
+    result = _invoke("--mixer", "pooling", "--ray-address", "auto", "--executor", "inline")
+    assert result.exit_code == 2 and "executor 'inline' has no such option" in result.output
 
 
 def _start(out: Path, *args: str) -> subprocess.Popen[bytes]:

@@ -97,3 +97,43 @@ def test_old_rows_are_one_process_and_spread_is_warned_beyond_the_threshold() ->
     shaky = combine_processes([_process_row(m, pid=i) for i, m in enumerate([10, 12, 11])])
     lines = spread_warnings([old, steady, shaky], threshold=0.05)
     assert len(lines) == 1 and "attention N=256" in lines[0] and "18.2%" in lines[0]
+
+
+def test_leaderboard_and_pytest_benchmark_export_read_process_medians(tmp_path: Any) -> None:
+    """A row whose processes disagree is noisy in the leaderboard even though each process
+    was steady, and the export's rounds are the process medians."""
+    from test_results import bench_config, bench_row, write_manifest
+
+    from mixbench.interop import to_pytest_benchmark
+    from mixbench.leaderboard import build_leaderboard
+    from mixbench.results import load_results
+    from mixbench.store import append_row
+
+    write_manifest(tmp_path)
+    config = bench_config("pooling", 256)
+    parts = [bench_row(config, [m] * 9) for m in (10.0, 13.0, 11.0, 15.0, 12.0)]
+    append_row(tmp_path / "results.jsonl", combine_processes(parts))
+    steady = bench_config("attention", 256)
+    append_row(tmp_path / "results.jsonl", bench_row(steady, [5.0] * 9))  # an old-style row
+    frame = load_results(tmp_path)
+    cells = build_leaderboard(frame).cells.set_index("mixer")
+    assert cells.loc["pooling", "value"] == 12.0 and bool(cells.loc["pooling", "noisy"])
+    assert not bool(cells.loc["attention", "noisy"])
+    exported = {b["params"]["mixer"]: b for b in to_pytest_benchmark(frame)["benchmarks"]}
+    pooling = exported["pooling"]
+    assert pooling["stats"]["rounds"] == 5 and pooling["stats"]["median"] == pytest.approx(0.012)
+    assert pooling["extra_info"]["sample_unit"] == "process median"
+    assert exported["attention"]["stats"]["rounds"] == 9
+    assert exported["attention"]["extra_info"]["sample_unit"] == "iteration"
+
+
+def test_load_warning_says_what_was_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixbench.bench_run import BenchRun, load_warning
+
+    def run(busy: float | None) -> BenchRun:
+        return BenchRun(None, None, [], False, busy, 2)  # type: ignore[arg-type]
+
+    assert load_warning(run(0.2)) is None
+    assert "kept 1.5 of 2 cores busy over the last 1 s" in str(load_warning(run(1.5)))
+    monkeypatch.setattr("os.getloadavg", lambda: (3.0, 1.0, 0.5))
+    assert "1-minute load average 3.00" in str(load_warning(run(None)))

@@ -8,7 +8,6 @@ imports torch at module level: ``mixbench --help`` stays fast.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shlex
 import sys
@@ -160,32 +159,27 @@ def _run(
 ) -> None:
     from rich.console import Console
 
-    from mixbench.bench_run import load_warning, start_bench
-    from mixbench.driver import drive, locked, resume_hint
+    from mixbench.bench_run import load_warning, run_bench
+    from mixbench.driver import resume_hint
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    with contextlib.ExitStack() as stack:
-        if resume is not None:  # no other command adds rows while the missing cells are read
-            stack.enter_context(locked(resume))
-        bench = start_bench(options, out=out, resume=resume)
-        if resume is None:
-            stack.enter_context(locked(bench.run.path))
+
+    def warn(bench: Any) -> None:
         warning = load_warning(bench)
         if warning and not quiet:
             console.print(f"warning: {warning}", markup=False, style="yellow")
-        outcome = drive(
-            bench.todo,
-            bench.run,
-            total=len(bench.plan.cells),
-            executor_name=executor,
-            executor_options=executor_options,
-            max_parallel=max_parallel,
-            quiet=quiet,
-            label="bench",
-            resumed=bench.resumed,
-            on_row=_print_json if as_json else None,
-            probe_quick=bool(bench.plan.options.get("quick")),
-        )
+
+    bench, outcome = run_bench(
+        options,
+        out=out,
+        resume=resume,
+        executor=executor,
+        executor_options=executor_options,
+        max_parallel=max_parallel,
+        quiet=quiet,
+        on_row=_print_json if as_json else None,
+        on_start=warn,
+    )
     _render(bench.run, outcome, console, quiet)
     if outcome.status == "interrupted":
         command = shlex.join([*resume_argv, "--resume", str(bench.run.path)])

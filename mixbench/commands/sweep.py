@@ -13,7 +13,6 @@ Nothing here imports torch at module level.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +76,14 @@ def sweep_command(
     from mixbench.driver import executor_options, locked
     from mixbench.namecache import NameCheck, known_names
     from mixbench.store import RunDir, read_manifest, safe_name
-    from mixbench.sweep import parse_sweep, read_sweep
+    from mixbench.sweep import parse_sweep, read_sweep, recorded_sweep
 
     if sweep_file is None and resume is None:
         raise UsageError("give a sweep file, or --resume RUN_DIR")
     names = NameCheck(known_names())
     recorded: dict[str, Any] = {}
     if resume is not None:
-        recorded = _recorded_sweep(resume, read_manifest(resume))
+        recorded = recorded_sweep(resume, read_manifest(resume))
     if sweep_file is not None:
         spec = read_sweep(sweep_file)
     else:
@@ -133,17 +132,6 @@ def sweep_command(
             file=str(sweep_file) if sweep_file else None,
             resume_command=shlex.join([*resume_argv, "--resume", str(run.path)]),
         )
-
-
-def _recorded_sweep(run_dir: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
-    if not run_dir.is_dir():
-        raise UsageError(f"--resume {run_dir}: no such run directory")
-    recorded = manifest.get("sweep")
-    if manifest.get("kind") != "sweep" or not isinstance(recorded, dict) or "text" not in recorded:
-        raise UsageError(
-            f"--resume {run_dir}: not a sweep run directory (its manifest records no sweep)"
-        )
-    return recorded
 
 
 def _print_dry_run(sweep: Any, done: set[str], quiet: bool) -> None:
@@ -201,9 +189,10 @@ def run_sweep(
     from rich.console import Console
 
     from mixbench.driver import drive, resume_hint
+    from mixbench.sweep import write_sweep_manifest
 
     if not resumed:
-        _new_manifest(sweep, run, file)
+        write_sweep_manifest(sweep, run, file)
     outcome = drive(
         todo,
         run,
@@ -220,30 +209,6 @@ def run_sweep(
         console.print(resume_hint(outcome, run, resume_command), markup=False)
         raise typer.Exit(outcome.exit_code)
     _summarise(outcome.tally, run, console, quiet)
-
-
-def _new_manifest(sweep: Any, run: Any, file: str | None) -> None:
-    import sys
-
-    from mixbench.environment import collect_environment
-    from mixbench.store import SCHEMA_VERSION, utc_now
-
-    devices = sorted({str(p.cell.config.get("device") or "cpu") for p in sweep.cells})
-    run.write_manifest(
-        {
-            "schema": SCHEMA_VERSION,
-            "kind": "sweep",
-            "run_id": run.path.name,
-            "command": ["mixbench", *sys.argv[1:]],
-            "sweep": sweep.manifest_entry(file),
-            "cells": len(sweep.cells),
-            "environment": collect_environment(devices[0]),
-            "started_at": utc_now(),
-            "ended_at": None,
-            "status": "running",
-            "sessions": [],
-        }
-    )
 
 
 def _summarise(tally: Any, run: Any, console: Any, quiet: bool) -> None:
