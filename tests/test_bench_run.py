@@ -189,3 +189,33 @@ def test_sigterm_stops_like_ctrl_c_and_prints_the_resume_command(tmp_path: Path)
     assert manifest["status"] == "interrupted"
     rows, problems = read_rows(run / "results.jsonl")
     assert problems == [] and len(rows) >= 1
+
+
+def test_a_cell_killed_between_its_last_process_and_its_row_gets_the_row_on_resume(
+    tmp_path: Path,
+) -> None:
+    """Both processes are in ``processes.jsonl`` but the row never reached the results: the
+    resumed run combines them and runs nothing again."""
+    from test_results import bench_config, bench_row
+
+    from mixbench.driver import PROCESSES_FILE, PlannedCell, drive
+    from mixbench.plan import Cell
+    from mixbench.repeats import process_key
+    from mixbench.store import RunDir, append_row
+
+    run = RunDir.create(tmp_path, "bench")
+    run.write_manifest({"kind": "bench", "sessions": [], "probes": {"cpu/float32/2": {}}})
+    config = bench_config("pooling", 16)
+    cell = Cell("bench", config)
+    for index, median in enumerate([1.0, 1.2], start=1):
+        row = {**bench_row(config, [median] * 5), "key": process_key(cell.key, index)}
+        append_row(run.path / PROCESSES_FILE, row)
+    planned = PlannedCell(cell, {"processes": 2, "timing": {}}, None, "test")
+    outcome = drive(
+        [planned], run, total=1, executor_name="subprocess", executor_options={},
+        max_parallel=1, quiet=True, label="bench", resumed=True,
+    )  # fmt: skip
+    assert outcome.status == "complete" and outcome.tally.counts == {"ok": 1}
+    (row,) = run.rows()
+    assert row["key"] == cell.key and row["metrics"]["processes"] == 2
+    assert row["metrics"]["latency_ms_median"] == pytest.approx(1.1)

@@ -5,9 +5,11 @@ Three checks, each made of separately run ``mixbench bench`` commands, as CI wou
 
 * A/A: the same command run ``AA_RUNS`` times; every ordered pair (base, new) compared, so
   each unordered pair is judged in both orders. Any exit 1 is a false regression.
-* Detection: attention at N = 2048 with 2 threads (base) and with 1 thread (new), the
-  runs alternating so that drift in the machine's load favours neither; every (2-thread,
-  1-thread) pair compared. Exit 1 is a detection.
+* Detection of a known slowdown, the runs alternating so that drift in the machine's load
+  favours neither side, every (base, new) pair compared; exit 1 is a detection:
+  attention at N = 2048 with 2 threads (base) against 1 thread (new), and, one thread
+  each, batch 2 (base) against batch 3 (new): 50 % more work per step, a slowdown that a
+  busy machine cannot take away (a second thread helps only when a core is free).
 * R = 1: two one-process runs of the A/A command, compared: cells must be reported as not
   judgeable, never as regressed.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import shutil
 import statistics
 import sys
@@ -37,10 +40,12 @@ AA = [
     *("--mixer", "attention", "--mixer", "pooling", "--mixer", "mlp"),
     *("--tokens", "256,1024", "--threads", "1", *BUDGET, "--quiet"),
 ]
-DETECT = [
-    "bench",
-    *("--mixer", "attention", "--tokens", "2048", "--batch-size", "2", *BUDGET, "--quiet"),
-]
+DETECT = ["bench", "--mixer", "attention", "--tokens", "2048", *BUDGET, "--quiet"]
+GROUPS = {  # group: its runs' extra options ("one_thread" is the base of the batch check)
+    "two_threads": ["--batch-size", "2", "--threads", "2"],
+    "one_thread": ["--batch-size", "2", "--threads", "1"],
+    "batch3": ["--batch-size", "3", "--threads", "1"],
+}
 
 
 def _regenerate(root: Path):  # type: ignore[no-untyped-def]
@@ -63,8 +68,7 @@ def run(root: Path) -> None:
         if index < AA_RUNS:
             plan.append(("aa", [*AA, *processes]))
         if index < DETECT_RUNS:
-            plan.append(("threads2", [*DETECT, *processes, "--threads", "2"]))
-            plan.append(("threads1", [*DETECT, *processes, "--threads", "1"]))
+            plan += [(group, [*DETECT, *processes, *extra]) for group, extra in GROUPS.items()]
     plan += [("r1", [*AA, "--processes", "1"])] * 2
     with tempfile.TemporaryDirectory() as tmp:
         for group, args in plan:
@@ -84,6 +88,19 @@ def _command(run_dir: Path) -> str:
     return " ".join(words)
 
 
+def _span(values: list[float]) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.1f}" if low == high else f"{low:.1f} to {high:.1f}"
+
+
+def _speed(run_dir: Path) -> float:
+    """The geometric mean of a run's cell medians (ms): one number for how fast it ran."""
+    from mixbench.results import load_results
+
+    medians = load_results(run_dir)["latency_ms_median"].dropna()
+    return float(math.exp(sum(math.log(m) for m in medians) / len(medians)))
+
+
 def _judge(base: Path, new: Path):  # type: ignore[no-untyped-def]
     from mixbench.compare import compare_results
     from mixbench.results import load_results
@@ -95,14 +112,16 @@ def render(root: Path) -> dict[str, str]:
     from mixbench.compare import NOT_JUDGEABLE
 
     target = root / "gating"
-    runs = {
-        g: sorted(p for p in (target / g).iterdir()) for g in ("aa", "threads2", "threads1", "r1")
-    }
+    runs = {g: sorted((target / g).iterdir()) for g in ("aa", *GROUPS, "r1")}
     checks = [
         ("A/A: same command twice", list(itertools.permutations(runs["aa"], 2))),
         (
             "attention N=2048: 2 threads (base) vs 1 thread (new)",
-            list(itertools.product(runs["threads2"], runs["threads1"])),
+            list(itertools.product(runs["two_threads"], runs["one_thread"])),
+        ),
+        (
+            "attention N=2048: batch 2 (base) vs batch 3 (new), +50 % work",
+            list(itertools.product(runs["one_thread"], runs["batch3"])),
         ),
         (
             "A/A at --processes 1",
@@ -136,6 +155,14 @@ def render(root: Path) -> dict[str, str]:
             f"| {regressed} / {judged} | {unjudged} | {statistics.median(ratios):.3f} "
             f"| {noise_text} |"
         )
+    drift = [_speed(run) for run in runs["aa"]]
+    lines += [
+        "",
+        "Drift of the machine over the A/A runs, in run order (geometric mean of the cell "
+        "medians, relative to the first run): "
+        + ", ".join(f"{d / drift[0]:.2f}" for d in drift)
+        + ".",
+    ]
     commands = sorted({_command(p) for group in runs.values() for p in group})
     lines += ["", "Commands (each run separately; compared with `mixbench compare BASE NEW`):", ""]
     lines += [f"    {command}" for command in commands]
@@ -152,8 +179,7 @@ def render(root: Path) -> dict[str, str]:
         f"Measured {manifest.get('started_at', '?')[:16].replace('T', ' ')} UTC on "
         f"{env.get('cpu', '?')}, {env.get('cores', '?')} cores, torch {env.get('torch', '?')}"
         + (
-            f"; other processes kept {min(busy_known):.1f} to {max(busy_known):.1f} cores "
-            "busy at the starts of the runs."
+            f"; other processes kept {_span(busy_known)} cores busy at the runs' starts."
             if busy_known
             else "."
         ),
