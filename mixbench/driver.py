@@ -292,7 +292,7 @@ def _job(planned: PlannedCell, run_id: str, probes: Mapping[str, Any], index: in
         key=process_key(planned.cell.key, index) if repeated else planned.cell.key,
         kind=planned.cell.kind,
         config=dict(planned.cell.config),
-        settings={**settings, "process": index},
+        settings={**settings, "process": index} if repeated else settings,
         run_id=run_id,
         timeout=planned.timeout,
         label=f"{label} process {index}/{planned.processes}" if repeated else label,

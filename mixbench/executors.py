@@ -148,8 +148,10 @@ def call_runner(runner: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     result = import_string(runner)(payload)
     if not isinstance(result, Mapping) or not isinstance(result.get("row"), Mapping):
         raise TypeError(f"runner {runner} returned {type(result).__name__}, not {{'row': ...}}")
-    row = dict(result["row"])
-    row["runtime"] = {**(row.get("runtime") or {}), "pid": os.getpid()}  # which process ran it
+    if not (payload.get("settings") or {}).get("process"):
+        return dict(result)
+    row = dict(result["row"])  # a process repeat: record which process measured it
+    row["runtime"] = {**(row.get("runtime") or {}), "pid": os.getpid()}
     return {**result, "row": row}
 
 
