@@ -11,15 +11,17 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import typer
 
 import mixbench
 from mixbench.errors import MixbenchError, UsageError
+from mixbench.registry import parse_key_values, scope_options
 
 F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["app", "fail", "guard", "main", "parse_key_values", "scope_options"]
 
 app = typer.Typer(
     name="mixbench",
@@ -73,44 +75,6 @@ def fail(message: str, code: int = 2) -> None:
         f"[bold red]Error:[/bold red] {escape(message)}", markup=True
     )
     raise typer.Exit(code)
-
-
-def parse_key_values(items: Sequence[str] | None, option: str) -> dict[str, str]:
-    """``["rho=0.05", "base=sgd"]`` -> ``{"rho": "0.05", "base": "sgd"}``.
-
-    Values stay strings here; the registry converts them with the factory's signature.
-    """
-    result: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"{option}: {item!r} is not KEY=VALUE (for example rho=0.05)")
-        if key in result:
-            raise UsageError(f"{option}: {key!r} is given twice")
-        result[key] = value.strip()
-    return result
-
-
-def scope_options(
-    kind: str, names: Sequence[str], options: Mapping[str, str]
-) -> dict[str, dict[str, str]]:
-    """Each name's options: ``KEY=VALUE`` applies to every name of the kind in the grid,
-    ``NAME.KEY=VALUE`` to that one only (``-o sgd -o sam --optimizer-option sam.rho=0.1``)."""
-    result: dict[str, dict[str, str]] = {name: {} for name in names}
-    for key, value in options.items():
-        scope, dot, option = key.rpartition(".")
-        if not dot:
-            for name in names:
-                result[name][key] = value
-        elif scope in result:
-            result[scope][option] = value
-        else:
-            raise UsageError(
-                f"--{kind}-option {key}={value}: {scope!r} is not one of this grid's {kind}s "
-                f"({', '.join(names)})"
-            )
-    return result
 
 
 def _version_callback(value: bool) -> None:

@@ -7,14 +7,24 @@ comparing, so cells are paired ignoring them and the difference is stated. Repea
 seeds of one cell are pooled.
 
 For each pair we report the ratio new/base of the cell's aggregated value (the median over
-repeats for benchmarks, the mean over seeds for training) and a verdict. A change counts
-only when it is **both** statistically significant and larger than ``--threshold``:
+process medians for benchmarks, the mean over seeds for training) and a verdict. A change
+counts only when it is **both** statistically significant and larger than ``--threshold``:
 
-* timings: a two-sided Mann-Whitney U test on the raw per-iteration samples stored in the
-  rows (throughputs are reciprocals of latencies, and the rank test is invariant to that);
-* training metrics: the same test on the per-seed values, when both sides have two or more;
+* timings: a two-sided exact rank test (Mann-Whitney U, exact null distribution, ties
+  included) on the *process-level* samples: one median per worker process
+  (``mixbench bench --processes R``). Per-iteration samples of one process are not used:
+  they share that process's allocator, cache and frequency state, so thousands of them
+  give astronomically small p-values for drift that the next process does not reproduce.
+  A row from before process repeats counts as one process.
+* training metrics: the same test on the per-seed values;
 * deterministic metrics (parameters, FLOPs, peak memory): any difference is real;
-* anything else (one sample per side) is reported as untested, never as a regression.
+* a cell whose samples cannot reach significance (R = 1 on a side; with the exact test
+  also 3 against 3, whose smallest two-sided p is 0.1) is "not enough repeats to judge",
+  never a regression. ``--strict`` makes such cells fail the gate too.
+
+Each timing pair also shows its noise floor: the larger relative range (max - min over the
+median) of the two sides' process medians. A change smaller than that leaves the two sides'
+processes overlapping, which is why it is not a verdict.
 
 A cell that ran on BASE but failed on NEW (out of memory, error) counts as a regression;
 cells present on one side only are listed and are not an error. With many cells some will
@@ -41,6 +51,8 @@ MEASURED_FIELDS = frozenset({"mixer", "optimizer", "task", "tokens", "grid", "le
 POOLED_FIELDS = frozenset({"repeat", "seed"})
 BOOKKEEPING_FIELDS = frozenset({"out", "json", "quiet", "timeout", "run_id", "repeats"})
 REGRESSION_VERDICTS = frozenset({"regressed", "broke"})
+NOT_JUDGEABLE = "not enough repeats to judge"
+EXACT_MAX_SAMPLES = 40  # above this many samples in all, the normal approximation
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,42 @@ def _exact_p(u: float, n1: int, n2: int) -> float:
     return min(1.0, 2 * min(lower, upper))
 
 
+def rank_test_p(x: Sequence[float], y: Sequence[float]) -> float:
+    """Two-sided p-value of the Mann-Whitney test, exact even with ties.
+
+    The null distribution is that of the rank sum of ``x`` over all C(n, n1) equally likely
+    ways to split the pooled mid-ranks, counted by dynamic programming over (subset size,
+    rank sum) on doubled ranks (integers, since a mid-rank is a multiple of 1/2). Two-sided:
+    the probability of a rank sum at least as far from its mean as the one observed. Above
+    ``EXACT_MAX_SAMPLES`` values in all, the normal approximation (``mann_whitney_u``).
+    """
+    n1, n2 = len(x), len(y)
+    if n1 == 0 or n2 == 0:
+        raise ValueError("the rank test needs at least one value on each side")
+    if n1 + n2 > EXACT_MAX_SAMPLES:
+        return mann_whitney_u(x, y, exact=False).p
+    pooled = sorted([(float(v), 0) for v in x] + [(float(v), 1) for v in y])
+    doubled: list[int] = []  # 2 x mid-rank of each pooled value, in pooled order
+    i = 0
+    while i < len(pooled):
+        j = i
+        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
+            j += 1
+        doubled.extend([i + j + 2] * (j - i + 1))
+        i = j + 1
+    observed = sum(r for r, (_, side) in zip(doubled, pooled, strict=True) if side == 0)
+    mean2 = n1 * (n1 + n2 + 1)  # 2 x the rank sum's mean, so |S - mean| compares exactly
+    ways: list[dict[int, int]] = [{0: 1}] + [{} for _ in range(n1)]
+    for rank in doubled:
+        for size in range(min(n1, len(doubled)), 0, -1):
+            for total, count in ways[size - 1].items():
+                ways[size][total + rank] = ways[size].get(total + rank, 0) + count
+    extreme = sum(
+        count for total, count in ways[n1].items() if abs(total - mean2) >= abs(observed - mean2)
+    )
+    return min(1.0, extreme / math.comb(n1 + n2, n1))
+
+
 def smallest_p(n1: int, n2: int) -> float:
     """The smallest two-sided p-value the exact test can give for these sample sizes."""
     return min(1.0, 2 / math.comb(n1 + n2, n1))
@@ -152,8 +200,15 @@ class Side:
     status: str
     value: float
     values: list[float]
-    samples: list[float]
+    samples: list[float]  # process-level samples of a timing metric (one per process)
     count: int
+
+    @property
+    def spread(self) -> float | None:
+        """Relative range of the process-level samples (None below two)."""
+        from mixbench.repeats import relative_range
+
+        return relative_range(self.samples)
 
 
 @dataclass
@@ -165,11 +220,17 @@ class Pair:
     new: Side
     ratio: float  # new / base
     p: float | None
-    verdict: str  # regressed | improved | unchanged | within threshold | untested | broke | ...
+    verdict: str  # regressed | improved | unchanged | within threshold | NOT_JUDGEABLE | ...
 
     @property
     def regressed(self) -> bool:
         return self.verdict in REGRESSION_VERDICTS
+
+    @property
+    def noise(self) -> float | None:
+        """The noise floor: the larger relative range of the two sides' processes."""
+        spreads = [s for s in (self.base.spread, self.new.spread) if s is not None]
+        return max(spreads) if spreads else None
 
 
 @dataclass
@@ -190,9 +251,18 @@ class Comparison:
         return [p for p in self.pairs if p.regressed]
 
     @property
+    def inconclusive(self) -> list[Pair]:
+        return [p for p in self.pairs if p.verdict == NOT_JUDGEABLE]
+
+    @property
     def exit_code(self) -> int:
         """1 when any cell regressed (for CI), else 0."""
         return 1 if self.regressions else 0
+
+    def gate(self, *, strict: bool = False) -> int:
+        """The exit status of a CI gate: 1 on a regression, or (``strict``) on a cell that
+        could not be judged; else 0."""
+        return 1 if self.regressions or (strict and self.inconclusive) else 0
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -306,10 +376,9 @@ def _cells(
         ok = (group["status"] == "ok").to_numpy() & values.notna().to_numpy()
         good = [float(v) for v in values[ok]]
         samples: list[float] = []
-        if metric.timing and "samples_ms" in group.columns:
-            for row_samples in group["samples_ms"][ok]:
-                if isinstance(row_samples, list):
-                    samples.extend(float(s) for s in row_samples)
+        if metric.timing:
+            for record in group[ok].to_dict("records"):
+                samples.extend(_process_samples(record, metric))
         if not good:
             statuses = group["status"][group["status"] != "ok"]
             status = str(statuses.mode().iloc[0]) if len(statuses) else "missing"
@@ -318,6 +387,20 @@ def _cells(
         center = sum(good) / len(good) if kind == "train" else float(pd.Series(good).median())
         cells[key] = Side("ok", center, good, samples, len(group))
     return cells
+
+
+def _process_samples(record: dict[str, Any], metric: Metric) -> list[float]:
+    """A row's value of ``metric`` in each of its processes: the row's value rescaled by
+    each process's median latency (a latency scales with it, a rate inversely). A row
+    without process data (from before process repeats, or one process) is one sample."""
+    value = float(record[metric.name])
+    medians = record.get("process_medians_ms")
+    center = record.get("latency_ms_median")
+    if not isinstance(medians, list) or len(medians) < 2 or not center:
+        return [value]
+    if metric.higher_is_better:
+        return [value * float(center) / m for m in medians if m]
+    return [value * float(m) / float(center) for m in medians]
 
 
 def _label_fields(identity: list[str], keys: list[tuple[tuple[str, Any], ...]]) -> list[str]:
@@ -356,22 +439,19 @@ def _judge(
     ratio = new.value / base.value if base.value else (math.inf if new.value else 1.0)
     p: float | None = None
     significant: bool | None
-    if len(base.samples) >= 2 and len(new.samples) >= 2:
-        p = mann_whitney_u(base.samples, new.samples).p
-        significant = p < alpha
-    elif len(base.values) >= 2 and len(new.values) >= 2:
-        p = mann_whitney_u(base.values, new.values).p
-        # Three seeds a side can never reach p < 0.05: say so rather than "unchanged".
-        enough = smallest_p(len(base.values), len(new.values)) < alpha
-        significant = p < alpha if enough else None
-    elif metric.deterministic:
+    if metric.deterministic:
         significant = new.value != base.value
     else:
-        significant = None
+        x, y = (base.samples, new.samples) if metric.timing else (base.values, new.values)
+        if min(len(x), len(y)) >= 2:
+            p = rank_test_p(x, y)
+        # R = 1 on a side, or too few repeats for any p below alpha: no verdict possible.
+        judgeable = min(len(x), len(y)) >= 2 and smallest_p(len(x), len(y)) < alpha
+        significant = p < alpha if judgeable and p is not None else None
     worse = ratio < 1 if metric.higher_is_better else ratio > 1
     beyond = abs(ratio - 1) > threshold
     if significant is None:
-        verdict = "untested"
+        verdict = NOT_JUDGEABLE
     elif not significant:
         verdict = "unchanged"
     elif not beyond:
@@ -414,10 +494,11 @@ def render_comparison(comparison: Comparison, console: Any) -> None:
         console.print(f"[yellow]runs differ in {name}:[/] {escape(str(old))} → {escape(str(now))}")
     table = Table(
         title=f"{metric.title()} · {metric.arrow} {metric.direction} · "
-        f"threshold {comparison.threshold:.1%}, alpha {comparison.alpha}",
+        f"threshold {comparison.threshold:.1%}, alpha {comparison.alpha} · R: processes "
+        "base/new · noise: spread (max-min)/median of a side's process medians, the larger",
         title_justify="left",
     )
-    for column in ("cell", "base", "new", "new/base", "p", "verdict"):
+    for column in ("cell", "base", "new", "new/base", "R", "noise", "p", "verdict"):
         table.add_column(column, justify="left" if column in ("cell", "verdict") else "right")
     for pair in comparison.pairs:
         label = " ".join(f"{k}={v}" for k, v in pair.label.items())
@@ -433,7 +514,9 @@ def render_comparison(comparison: Comparison, console: Any) -> None:
         p = "" if pair.p is None else f"{pair.p:.2g}"
         style = _STYLE.get(pair.verdict, "")
         verdict = f"[{style}]{pair.verdict}[/]" if style else pair.verdict
-        table.add_row(escape(label), base, new, ratio, p, verdict)
+        repeats = f"{len(pair.base.samples)}/{len(pair.new.samples)}" if metric.timing else ""
+        noise = "" if pair.noise is None else f"{pair.noise:.1%}"
+        table.add_row(escape(label), base, new, ratio, repeats, noise, p, verdict)
     console.print(table)
     for side, cells in (("BASE", comparison.only_base), ("NEW", comparison.only_new)):
         for cell in cells:
@@ -447,3 +530,9 @@ def render_comparison(comparison: Comparison, console: Any) -> None:
         else "[green]no regression[/]"
     )
     console.print(f"{len(comparison.pairs)} paired cell(s): {counts or 'none'}; {outcome}")
+    if comparison.inconclusive:
+        console.print(
+            f"{len(comparison.inconclusive)} cell(s): {NOT_JUDGEABLE} (R = processes per "
+            "side; the exact test needs R >= 4 a side to reach p < 0.05: run "
+            "mixbench bench --processes 5 or more)"
+        )

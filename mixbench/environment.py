@@ -148,3 +148,34 @@ def collect_environment(device: str = "cpu") -> dict[str, Any]:
             "capability": f"{props.major}.{props.minor}",
         }
     return env
+
+
+def busy_cores(window_s: float = 1.0) -> float | None:
+    """How many cores other processes kept busy during the last ``window_s`` seconds.
+
+    Measured from the kernel's CPU time counters (``/proc/stat``) while this process
+    sleeps, so it says what is busy *now*: unlike the 1-minute load average, which an
+    install that just finished keeps high for a minute after the machine went quiet.
+    None where ``/proc/stat`` is not available (the caller then says what it used instead).
+    """
+    import time
+
+    def totals() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as handle:
+                fields = handle.readline().split()[1:]
+        except OSError:
+            return None
+        ticks = [int(f) for f in fields[:8]]
+        idle = ticks[3] + ticks[4]  # idle + iowait
+        return sum(ticks), idle
+
+    first = totals()
+    if first is None:
+        return None
+    time.sleep(window_s)
+    second = totals()
+    if second is None or second[0] == first[0]:
+        return None
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return round((1 - idle / total) * (os.cpu_count() or 1), 2)

@@ -19,6 +19,7 @@ one place whether the cell ran in this process, in a child process or on another
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections import deque
@@ -40,6 +41,9 @@ class Job:
     ``config`` is what is measured (it makes ``key``); ``settings`` is how (a bench cell's
     timing budget), outside the key. ``runner`` names the function that runs the payload,
     ``module:function``, so an executor needs nothing but an import to run any kind of cell.
+    ``fresh_process`` asks for a process that has run no other job (a process repeat of a
+    timing cell); only executors whose ``fresh_processes`` attribute is true are given such
+    jobs.
     """
 
     key: str
@@ -50,6 +54,7 @@ class Job:
     timeout: float | None = None
     label: str = ""
     runner: str = DEFAULT_RUNNER
+    fresh_process: bool = False  # run in a process that has run nothing else (see below)
 
     @property
     def exclusive(self) -> bool:
@@ -94,7 +99,9 @@ class Executor(Protocol):
     A factory registered with ``register_executors`` is called as ``factory(max_parallel=N,
     run_dir=PATH, **options)`` (``run_dir`` is where logs may go; results are the driver's
     to write). An executor may also offer ``check(jobs)``, raising ``UsageError`` for cells
-    it can never run, before anything runs. The driver calls `submit` for at most
+    it can never run, before anything runs, and a true ``fresh_processes`` attribute to say
+    it runs each ``fresh_process`` job in a process that has run nothing else (without it,
+    process repeats are refused). The driver calls `submit` for at most
     ``min(max_parallel, slots)`` jobs at a time; `wait` returns the jobs that finished (each
     submitted job exactly once, a failure as a row with a status); `close` ends everything,
     cancelling jobs in flight if asked.
@@ -141,7 +148,11 @@ def call_runner(runner: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     result = import_string(runner)(payload)
     if not isinstance(result, Mapping) or not isinstance(result.get("row"), Mapping):
         raise TypeError(f"runner {runner} returned {type(result).__name__}, not {{'row': ...}}")
-    return dict(result)
+    if not (payload.get("settings") or {}).get("process"):
+        return dict(result)
+    row = dict(result["row"])  # a process repeat: record which process measured it
+    row["runtime"] = {**(row.get("runtime") or {}), "pid": os.getpid()}
+    return {**result, "row": row}
 
 
 def finished_from(job: Job, result: Mapping[str, Any]) -> Finished:
@@ -282,6 +293,7 @@ def run_jobs(
     stop: StopRequest,
     on_submit: Callable[[Job], None] | None = None,
     on_tick: Callable[[], None] | None = None,
+    skip: Callable[[Job], bool] | None = None,
 ) -> list[Job]:
     """Run ``jobs`` in order under the fairness rule; return the jobs never finished.
 
@@ -289,7 +301,8 @@ def run_jobs(
     stop request nothing new starts; the cells in flight either finish (level 1) or, when
     `Interrupted` is raised, are abandoned by the caller closing the executor. A lost cell
     (its worker died) during a stop is dropped, not recorded: the stop killed it, not the
-    cell, so a resume runs it again.
+    cell, so a resume runs it again. A job for which ``skip`` says true when its turn comes
+    is dropped (the rest of a cell whose first process failed).
     """
     limit = max(1, min(max_parallel, executor.slots))
     pending: deque[Job] = deque(jobs)
@@ -297,6 +310,8 @@ def run_jobs(
     while pending or running:
         while not stop.requested and pending and can_start(pending[0], running, limit):
             job = pending.popleft()
+            if skip is not None and skip(job):
+                continue
             executor.submit(job)
             running[job.key] = job
             if on_submit is not None:

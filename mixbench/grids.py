@@ -25,7 +25,17 @@ from mixbench.namecache import NameCheck
 GRID_ONLY = ("kind", "include", "exclude", "timeout")
 # Command options that describe a run, not a cell. (A cell's timeout is the sweep's
 # ``timeout`` key; a command's own ``--timeout`` default applies when the file gives none.)
-RUN_LEVEL = ("out", "as_json", "quiet", "timeout")
+RUN_LEVEL = (
+    "out",
+    "as_json",
+    "quiet",
+    "timeout",
+    "resume",
+    "executor",
+    "executor_option",
+    "ray_address",
+    "max_parallel",
+)
 
 
 # -- the keys each kind of cell accepts, read from its command ---------------------------------
@@ -36,7 +46,8 @@ class CellKind:
     """A kind of cell: the command whose options are its keys, its planner and its runner.
 
     The planner takes the command's keyword arguments (CLI-shaped values) and returns the
-    cells, or ``(cells, timing)`` for timing cells, raising ``UsageError`` for anything the
+    cells, or ``(cells, settings)`` when its cells need per-cell settings (a timing cell's
+    budget and process repeats), raising ``UsageError`` for anything the
     command would reject; it runs nothing. The runner (``module:function``, see
     ``mixbench.executors.run_job``) runs one cell wherever an executor puts it.
     """
@@ -49,7 +60,7 @@ class CellKind:
 
 CELL_KINDS = {
     "bench": CellKind(
-        "bench", "mixbench.commands.bench:bench", "mixbench.commands.bench:bench_cells"
+        "bench", "mixbench.commands.bench:bench", "mixbench.bench_options:bench_cells"
     ),
     "train": CellKind(
         "train", "mixbench.commands.train:train_command", "mixbench.commands.train:train_cells"

@@ -12,6 +12,11 @@ Writing that format lets ``pytest-benchmark compare`` and the dashboards built o
 mixbench runs. Only benchmark rows that finished (``status == "ok"``) with raw samples are
 exported; everything mixbench knows that the format has no field for goes in
 ``extra_info``.
+
+The samples are process-level when the row has them (``mixbench bench --processes R``,
+R > 1): one round per worker process, its median, so ``pytest-benchmark compare`` and
+``mixbench compare`` read the same unit (``extra_info["sample_unit"]`` says which). A row
+of one process exports its per-iteration samples, as before.
 """
 
 from __future__ import annotations
@@ -164,11 +169,17 @@ def to_pytest_benchmark(frame: pd.DataFrame) -> dict[str, Any]:
         # fullname must be unique per cell: pytest-benchmark keys comparisons by it.
         fullname = f"mixbench::{record['run_id']}::{base_name}[{record['key']}]"
         iterations = record.get("measurement.number", record.get("runtime.number"))
+        samples_ms = record["samples_ms"]
         extra = {
             k: _plain(v)
             for k, v in record.items()
             if k not in ("samples_ms",) and _present(v) and not isinstance(v, list)
         }
+        extra["sample_unit"] = "iteration"
+        medians = record.get("process_medians_ms")
+        if isinstance(medians, list) and len(medians) > 1:
+            samples_ms, iterations = medians, 1
+            extra["sample_unit"] = "process median"
         benchmarks.append(
             {
                 "group": f"{params.get('level', 'bench')} {params.get('mode', '')}".strip(),
@@ -179,7 +190,7 @@ def to_pytest_benchmark(frame: pd.DataFrame) -> dict[str, Any]:
                 "extra_info": extra,
                 "options": {"timer": "mixbench", "disable_gc": False, "warmup": True},
                 "stats": benchmark_stats(
-                    [float(s) / 1000.0 for s in record["samples_ms"]],
+                    [float(s) / 1000.0 for s in samples_ms],
                     int(iterations) if _present(iterations) else 1,
                 ),
             }

@@ -11,7 +11,9 @@ The recipe is the one a paper table follows:
 4. **Say what was measured**: settings shared by every row go in a header line; settings
    that differ become row labels; runs on different hardware or versions are labelled apart,
    never averaged into one number. Timings whose samples were noisy (IQR/median > 10 %)
-   carry a dagger.
+   carry a dagger; the samples are process-level (one median per worker process, as
+   ``mixbench compare`` tests them) for rows measured with ``--processes R`` > 1 and for
+   several rows of one cell, per-iteration for a lone one-process row.
 
 Markdown (GitHub-flavoured), HTML, CSV and JSON are rendered from the same cells; CSV and
 JSON keep full precision and the metric's unit in the column name.

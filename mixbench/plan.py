@@ -93,7 +93,7 @@ def parse_int_list(text: str, what: str) -> list[int]:
                 f"{what}: {part!r} is not a whole number (give e.g. 256,1024)"
             ) from None
         if value < 1:
-            raise UsageError(f"{what}: {value} must be at least 1")
+            raise UsageError(f"{what} {value}: out of range; accepted: a whole number >= 1")
         values.append(value)
     if not values:
         raise UsageError(f"{what}: give at least one value (e.g. 256,1024)")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mixbench.errors import UsageError
+from mixbench.repeats import process_medians
 from mixbench.store import Problem, find_results, read_manifest, read_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -389,6 +390,8 @@ def _flatten_row(row: Mapping[str, Any], run: RunInfo) -> tuple[dict[str, Any], 
                     record[f"{section}.{name}"] = value
     samples = row.get("samples_ms")
     record["samples_ms"] = list(samples) if isinstance(samples, list) else None
+    medians = process_medians(row)  # the process-level unit of compare and the exports
+    record["process_medians_ms"] = medians if len(medians) > 1 else None
     curves = row.get("curves_file")
     record["curves_file"] = str(run.path / curves) if isinstance(curves, str) else None
     record["started_at"] = row.get("started_at")

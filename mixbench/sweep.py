@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mixbench.driver import PlannedCell
 from mixbench.errors import UsageError
 from mixbench.grids import (
     CELL_KINDS,
@@ -61,7 +62,6 @@ from mixbench.grids import (
     unknown_key_error,
 )
 from mixbench.namecache import NameCheck, known_names
-from mixbench.plan import Cell
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,17 +72,6 @@ TOP_LEVEL = ("name", "executor", "max_parallel", "timeout", "defaults", "grid")
 
 
 # -- the file as a whole ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlannedCell:
-    """A cell of the sweep, with how to run it and which grid asked for it."""
-
-    cell: Cell
-    settings: Mapping[str, Any]
-    timeout: float | None
-    origin: str
-    runner: str
 
 
 @dataclass
@@ -114,8 +103,7 @@ class SweepFile:
                 raise sweep_error(
                     self.source, f"{point.origin} ({point.describe()})", str(exc)
                 ) from None
-            cells, timing = produced if isinstance(produced, tuple) else (produced, None)
-            settings = {"timing": dict(timing)} if timing is not None else {}
+            cells, settings = produced if isinstance(produced, tuple) else (produced, {})
             if timeout is None:
                 timeout = command_timeout(kind)
             for cell in cells:
@@ -310,3 +298,38 @@ def _differences(old: Any, new: Any, where: str) -> list[str]:
             for d in _differences(a, b, f"{where}[{i}]")
         ]
     return [] if old == new else [f"{where}: {old!r} -> {new!r}"]
+
+
+def recorded_sweep(run_dir: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The sweep a run directory recorded (for ``--resume`` without a file)."""
+    if not run_dir.is_dir():
+        raise UsageError(f"--resume {run_dir}: no such run directory")
+    recorded = manifest.get("sweep")
+    if manifest.get("kind") != "sweep" or not isinstance(recorded, dict) or "text" not in recorded:
+        raise UsageError(
+            f"--resume {run_dir}: not a sweep run directory (its manifest records no sweep)"
+        )
+    return recorded
+
+
+def write_sweep_manifest(sweep: Sweep, run: Any, file: str | None) -> None:
+    """A new sweep run directory's manifest: the sweep, its cells and the environment."""
+    from mixbench.environment import collect_environment
+    from mixbench.store import SCHEMA_VERSION, utc_now
+
+    devices = sorted({str(p.cell.config.get("device") or "cpu") for p in sweep.cells})
+    run.write_manifest(
+        {
+            "schema": SCHEMA_VERSION,
+            "kind": "sweep",
+            "run_id": run.path.name,
+            "command": ["mixbench", *sys.argv[1:]],
+            "sweep": sweep.manifest_entry(file),
+            "cells": len(sweep.cells),
+            "environment": collect_environment(devices[0]),
+            "started_at": utc_now(),
+            "ended_at": None,
+            "status": "running",
+            "sessions": [],
+        }
+    )

@@ -223,7 +223,8 @@ def markdown(rows: Sequence[Mapping[str, Any]], manifest: Mapping[str, Any] | No
     lines = ["# mixbench bench", ""]
     if manifest:
         env = manifest.get("environment") or {}
-        probe = manifest.get("probe") or {}
+        probes = list((manifest.get("probes") or {}).values())  # driver runs: one per device
+        probe = manifest.get("probe") or (probes[0] if len(probes) == 1 else {})
         facts = [
             f"device: {env.get('device_name') or env.get('device', '?')}",
             f"threads: {(manifest.get('config') or {}).get('threads', '?')}",

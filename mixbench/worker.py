@@ -6,8 +6,15 @@ not be inflated by what earlier cells left in the allocator. Why a *persistent* 
 takes seconds to import, so the worker imports it once and then runs cells one by one,
 and is replaced only when a cell kills or hangs it.
 
+Start-up: workers come from a ``forkserver`` that has imported torch once (where the
+platform has one; else ``spawn``), so a new worker costs a fork (~0.1 s), not a torch import
+(~3 s or more on a loaded machine): process repeats (``mixbench bench --processes``) start
+a fresh worker per measurement. The server forks from a state that has imported but run
+nothing, never from the parent (which may hold threads or CUDA state); the parent's
+environment is passed with each worker, as ``spawn`` would give it.
+
 Protocol: the parent sends ``(function_path, kwargs)`` over a ``multiprocessing`` Pipe
-(spawn context: no fork of a parent holding threads or CUDA state) and receives
+and receives
 ``("ok", result)`` or ``("raise", message)``. ``IsolatedRunner.run(cell)`` dispatches on
 ``cell["kind"]`` through ``KIND_FUNCTIONS``, so a training runner can be added as one entry;
 ``call()`` runs any importable function (the hardware probes use it).
@@ -35,6 +42,19 @@ from mixbench.bench import failed_row
 from mixbench.errors import MixbenchError
 
 KIND_FUNCTIONS: dict[str, str] = {"bench": "mixbench.bench:run_cell"}
+# Imported once, in the forkserver: torch, and what a cell's first FLOP count (torch._dynamo,
+# seconds to import) and memory pass would otherwise import in every fresh worker.
+PRELOAD = [
+    "torch",
+    "torch._dynamo",
+    "torch.utils.flop_counter",
+    "torch.profiler",
+    "mixbench.bench",
+    "mixbench.measure.flops",
+    "mixbench.measure.memory",
+    "mixbench.testing",
+    "mixbench.plugins",
+]
 START_TIMEOUT_S = 180.0  # importing torch and the plugins on a loaded machine
 POLL_S = 0.2
 
@@ -54,9 +74,26 @@ def _in_process_plugins() -> list[tuple[str, str]]:
     ]
 
 
-def _child_main(conn: Any, log_path: str | None, plugins: list[tuple[str, str]]) -> None:
+def _context() -> Any:
+    """The forkserver context with torch preloaded where available, else spawn."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOAD)  # no effect once the server runs
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _child_main(
+    conn: Any,
+    log_path: str | None,
+    plugins: list[tuple[str, str]],
+    environment: dict[str, str] | None = None,
+) -> None:
     """The worker's loop: receive a call, run it, send the answer; exit when the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if environment is not None:  # the parent's, now (the forkserver has its start-up one)
+        os.environ.clear()
+        os.environ.update(environment)
     if log_path:
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
@@ -125,7 +162,7 @@ class IsolatedRunner:
         self.plugins = list(plugins) if plugins is not None else _in_process_plugins()
         self.plugin_problems: list[str] = []
         self.restarts = 0
-        self._context = multiprocessing.get_context("spawn")
+        self._context = _context()
         self._process: Any = None
         self._conn: Any = None
 
@@ -137,7 +174,7 @@ class IsolatedRunner:
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=_child_main,
-            args=(child, self.log_path, self.plugins),
+            args=(child, self.log_path, self.plugins, dict(os.environ)),
             name="mixbench-worker",
             daemon=True,
         )

@@ -104,17 +104,25 @@ def write_bench_run(
     samples: int = 25,
     seed: int = 0,
     environment: dict[str, Any] | None = None,
+    processes: int = 1,
     **overrides: Any,
 ) -> Path:
-    """A bench run directory with one row per (mixer, tokens)."""
+    """A bench run directory with one row per (mixer, tokens), each from ``processes``
+    processes (``mixbench.repeats.combine_processes``) when more than one."""
+    from mixbench.repeats import combine_processes
+
     rng = random.Random(seed)
     write_manifest(run, **(environment or {}))
     for mixer in mixers:
         for n in tokens:
             config = bench_config(mixer, n, **overrides)
-            base = latency_model(mixer, n) * slowdown
-            values = [base * (1 + jitter * rng.random()) for _ in range(samples)]
-            append_row(run / "results.jsonl", bench_row(config, values, run_id=run.name))
+            parts = []
+            for _ in range(processes):
+                base = latency_model(mixer, n) * slowdown
+                values = [base * (1 + jitter * rng.random()) for _ in range(samples)]
+                parts.append(bench_row(config, values, run_id=run.name))
+            row = combine_processes(parts) if processes > 1 else parts[0]
+            append_row(run / "results.jsonl", row)
     return run
 
 

@@ -103,8 +103,15 @@ def compare_command(
         help="Smallest change that counts, e.g. 5% (also 5 or 0.05). A change counts only "
         "when it is also statistically significant.",
     ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Also fail (exit 1) when a cell has too few repeats to judge."
+    ),
 ) -> None:
-    """Pair BASE's and NEW's cells by key and judge each change; exit 1 on any regression."""
+    """Pair BASE's and NEW's cells by key and judge each change on process-level samples.
+
+    Exit 0: no regression; 1: a regression (with --strict, also a cell with too few
+    repeats to judge); 2: unusable input.
+    """
     from rich.console import Console
 
     from mixbench.compare import compare_results, parse_threshold, render_comparison
@@ -115,8 +122,9 @@ def compare_command(
         base_results.frame, new_results.frame, metric=metric, threshold=limit
     )
     render_comparison(comparison, Console(highlight=False, soft_wrap=True))
-    if comparison.exit_code:
-        raise typer.Exit(comparison.exit_code)
+    code = comparison.gate(strict=strict)
+    if code:
+        raise typer.Exit(code)
 
 
 def plot_command(

@@ -66,6 +66,7 @@ class RayExecutor:
     """Submits cells as Ray tasks and streams their rows back as they finish."""
 
     name = "ray"
+    fresh_processes = True  # a fresh_process job's worker exits after it (max_calls=1)
 
     def __init__(
         self,
@@ -122,8 +123,9 @@ class RayExecutor:
                 )
 
     def submit(self, job: Job) -> None:
+        fresh = {"max_calls": 1} if job.fresh_process else {}
         ref = self._task.options(
-            **reservation(job), max_retries=0, name=f"mixbench {job.label or job.key}"
+            **reservation(job), **fresh, max_retries=0, name=f"mixbench {job.label or job.key}"
         ).remote(job.runner, job.payload())
         self._inflight[ref] = (job, time.monotonic())
 

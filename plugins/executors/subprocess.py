@@ -7,7 +7,8 @@ out-of-memory killer or a hang in one cell becomes that cell's row (``error``, `
 
 ``max_parallel`` workers at most, each driven by one thread of the sweep process (a thread
 waits on its worker's pipe; the work happens in the worker). Workers start lazily, when a
-cell needs one, and write their stdout/stderr to ``worker.log`` in the run directory.
+cell needs one, and write their stdout/stderr to ``worker.log`` in the run directory. A job
+marked ``fresh_process`` (a process repeat of a timing cell) gets a worker started for it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class SubprocessExecutor:
     """A pool of isolated worker processes, one thread each, fed from one job queue."""
 
     name = "subprocess"
+    fresh_processes = True  # a job marked fresh_process gets a newly started worker
 
     def __init__(self, max_parallel: int = 1, run_dir: str | None = None) -> None:
         self.slots = max(1, int(max_parallel))
@@ -90,6 +92,8 @@ class SubprocessExecutor:
     def _run(self, runner: Any, job: Job) -> Finished:
         from mixbench.worker import describe_exit
 
+        if job.fresh_process:
+            runner.close()  # the next exchange starts a worker that has run nothing yet
         # ``exchange`` rather than ``call``: ``call`` folds the outcomes (raised, died, timed
         # out) into one exception, and each becomes a different row here.
         outcome, value = runner.exchange(

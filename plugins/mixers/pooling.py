@@ -75,9 +75,9 @@ class Pooling(nn.Module):
         self.num_tokens = math.prod(self.grid)
         self._pool = _POOLS[len(self.grid)]
         # Causal: how many tokens each position's window really holds (fewer at the start).
-        self.window_counts: torch.Tensor
+        self.window_counts: torch.Tensor | None
         counts = torch.arange(1, self.num_tokens + 1).clamp(max=pool_size).float()
-        self.register_buffer("window_counts", counts, persistent=False)
+        self.register_buffer("window_counts", counts if causal else None, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, channels = x.shape
@@ -108,6 +108,7 @@ class Pooling(nn.Module):
         """
         padded = F.pad(sequence, (self.pool_size - 1, 0))
         sums = F.avg_pool1d(padded, self.pool_size, stride=1) * self.pool_size
+        assert self.window_counts is not None  # built with causal=True
         return sums / self.window_counts.to(sums.dtype)
 
     def model_flops(self, batch_size: int) -> FlopTally:
