@@ -25,7 +25,17 @@ from mixbench.namecache import NameCheck
 GRID_ONLY = ("kind", "include", "exclude", "timeout")
 # Command options that describe a run, not a cell. (A cell's timeout is the sweep's
 # ``timeout`` key; a command's own ``--timeout`` default applies when the file gives none.)
-RUN_LEVEL = ("out", "as_json", "quiet", "timeout")
+RUN_LEVEL = (
+    "out",
+    "as_json",
+    "quiet",
+    "timeout",
+    "resume",
+    "executor",
+    "executor_option",
+    "ray_address",
+    "max_parallel",
+)
 
 
 # -- the keys each kind of cell accepts, read from its command ---------------------------------
