@@ -45,7 +45,7 @@ COLUMN_FIELD = {"bench": "tokens", "train": "task"}
 CONTEXT_FIELDS = {
     "bench": ("level", "mode", "optimizer", "preset", "dim", "batch_size", "dtype", "device",
               "threads", "compile"),
-    "train": ("preset", "steps", "lr", "batch_size", "dtype", "device", "threads"),
+    "train": ("preset", "steps", "lr", "lr_tuning", "batch_size", "dtype", "device", "threads"),
 }  # fmt: skip
 # Fields that are aggregated over, not told apart, and fields that only describe the run.
 REPLICATE_FIELDS = frozenset({"repeat", "seed"})
@@ -281,6 +281,8 @@ def build_leaderboard(
     """Aggregate, pivot and rank ``frame`` (from ``load_results``) by one metric."""
     kind = _choose_kind(frame, kind)
     frame = frame[frame["kind"] == kind]
+    if "lr_tuning" in frame.columns:  # tuning trials chose a rate; they are not results
+        frame = frame[frame["lr_tuning"] != "trial"]
     chosen = resolve_metric(metric, kind, frame.columns)
     if chosen.name not in frame.columns:
         raise UsageError(f"--metric: these {kind} results have no {chosen.name!r} column")

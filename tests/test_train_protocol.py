@@ -288,3 +288,26 @@ def test_executors_run_training_cells(tmp_path: Path, env: dict[str, str], execu
     assert sorted(r["config"]["mixer"] for r in rows) == ["identity", "pooling"]
     assert all(r["status"] == "ok" and r["metrics"]["test_acc"] is not None for r in rows)
     assert all(r.get("runtime", {}).get("executor", executor) == executor for r in rows)
+
+
+def test_a_sweep_file_can_ask_for_tuning(tmp_path: Path, env: dict[str, str]) -> None:
+    pytest.importorskip("sklearn")
+    from mixbench.cli import main
+    from mixbench.leaderboard import build_leaderboard
+    from mixbench.results import load_results
+
+    sweep = tmp_path / "tuned.toml"
+    sweep.write_text(
+        'executor = "inline"\n[[grid]]\nkind = "train"\nmixer = "identity"\nsteps = 2\n'
+        'dim = 16\ndepth = 1\nthreads = 1\ndevice = "cpu"\nseed = "0,1"\ntune_lr = true\n'
+        'lr_grid = "0.01,0.1"\n'
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", str(sweep), "--out", str(tmp_path / "runs"), "-q"])
+    assert exit_info.value.code in (0, None)
+    rows = rows_of(tmp_path / "runs")
+    stages = collections.Counter(r["config"]["lr_tuning"]["stage"] for r in rows)
+    assert stages == {"trial": 2, "tuned": 2}
+    board = build_leaderboard(load_results(tmp_path / "runs"))
+    assert board.to_markdown().count("| identity |") == 1  # the trials are not results
+    assert board.metric.name == "test_acc" and "lr_tuning=tuned" in board.to_markdown()

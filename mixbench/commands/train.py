@@ -152,19 +152,26 @@ def train_command(
 def run_stages(started: Any, drive: Mapping[str, Any]) -> None:
     """The first stage's cells, then (a tuned run) the cells at each chosen rate."""
     from mixbench.train import skipped
-    from mixbench.train_plan import tuned_stage
     from mixbench.train_run import planned, write_rows_once
 
     run, plan = started.run, started.plan
-    run_id = run.path.name
-    write_rows_once(
-        run, [skipped(c.config, plan.skips[c.key], run_id=run_id).row for c in plan.cells
-              if c.key in plan.skips]
-    )  # fmt: skip
+    skips = [skipped(c.config, plan.skips[c.key], run_id=run.path.name).row
+             for c in plan.cells if c.key in plan.skips]  # fmt: skip
+    write_rows_once(run, skips)
     _drive(plan.cells, planned(plan.cells, run.done_keys(), {}), drive)
-    if plan.options.tune_lr:
-        stage = tuned_stage(plan.cells, run.rows(), run_id)
-        write_rows_once(run, stage.unrunnable)
+    run_tuned_stage(plan.cells, drive)
+
+
+def run_tuned_stage(cells: Sequence[Any], drive: Mapping[str, Any]) -> None:
+    """After tuning trials (any of ``cells``) have rows: every seed at each chosen rate.
+    ``mixbench sweep`` calls this too, so a sweep file's grid can ask for --tune-lr."""
+    from mixbench.train_plan import tuned_stage
+    from mixbench.train_run import planned, write_rows_once
+
+    run = drive["run"]
+    stage = tuned_stage(cells, run.rows(), run.path.name)
+    write_rows_once(run, stage.unrunnable)
+    if stage.cells:
         _drive(stage.cells, planned(stage.cells, run.done_keys(), stage.annotations), drive)
 
 
