@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mixbench.errors import UsageError
-from mixbench.lr_tuning import Selection, select_lr, trial_record
+from mixbench.lr_tuning import select_lr, trial_record
 from mixbench.plan import Cell, unique_cells
 from mixbench.train_options import TrainOptions, default_grid
 
@@ -158,11 +158,13 @@ def _load_task(config: Mapping[str, Any]) -> Any:
 @dataclass
 class TunedStage:
     """What follows the trials: cells to train at each group's chosen rate (with the row
-    fields that record the choice, by key), and rows for groups where no rate qualified."""
+    fields that record the choice, by key), and rows written without training: a group
+    where no rate qualified, and a tuning seed at the chosen rate (its trial trained exactly
+    that config: the row is the trial's, under the tuned key, ``reused_trial`` naming it)."""
 
     cells: list[Cell] = field(default_factory=list)
     annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
-    unrunnable: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def tuned_stage(
@@ -171,7 +173,9 @@ def tuned_stage(
     """The tuned cells of every group whose trials all have rows (`select_lr` picks).
 
     A group whose trials all failed or diverged gets no rate: each of its seeds is a
-    ``skipped`` row saying why (the trials' own rows keep the details), never a guess.
+    ``skipped`` row saying why (the trials' own rows keep the details), never a guess. A
+    tuning seed is not trained again at the chosen rate: training is deterministic per
+    config, so the trial's row is that cell's row.
     """
     from mixbench.train import skipped
 
@@ -189,12 +193,17 @@ def tuned_stage(
         base = {k: v for k, v in members[0].config.items() if k not in ("seed", "lr")}
         marker = {"stage": TUNED, "grid": tuning["grid"], "tune_seeds": tuning["tune_seeds"]}
         record = {"lr_tuning": trial_record(tuning, selection)}
+        trained = {(c.config["seed"], c.config["lr"]): by_key[c.key] for c in members}
         for seed in tuning["seeds"]:
             config = {**base, "seed": seed, "lr": selection.chosen, "lr_tuning": marker}
             cell = Cell("train", config)
+            trial = trained.get((seed, selection.chosen))
             if selection.chosen is None:
                 reason = "lr tuning: no rate of the grid trained without failing or diverging"
-                stage.unrunnable.append({**skipped(config, reason, run_id=run_id).row, **record})
+                stage.rows.append({**skipped(config, reason, run_id=run_id).row, **record})
+            elif trial is not None:  # this very training ran as a trial: its row, not a rerun
+                reused = {"key": cell.key, "config": config, "reused_trial": trial["key"]}
+                stage.rows.append({**trial, **reused, **record})
             else:
                 stage.cells.append(cell)
                 stage.annotations[cell.key] = record
@@ -203,10 +212,3 @@ def tuned_stage(
 
 def _group_key(config: Mapping[str, Any]) -> str:
     return json.dumps({k: v for k, v in config.items() if k not in ("seed", "lr")}, sort_keys=True)
-
-
-def describe(selection: Selection) -> str:
-    """One line for logs: the chosen rate and the edge warning, if any."""
-    if selection.chosen is None:
-        return "no rate qualified"
-    return f"lr {selection.chosen:g}" + (f" ({selection.warning})" if selection.warning else "")

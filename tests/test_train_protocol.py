@@ -134,6 +134,13 @@ def test_tune_lr_runs_trials_then_every_seed_at_the_chosen_rate(tmp_path: Path) 
         }
         assert {t["lr"]: t["final_val_acc"] for t in record["trials"]} == by_lr
         assert row["status"] == "ok" and row["metrics"]["test_acc"] is not None
+        trial = {(t["config"]["optimizer"], t["config"]["lr"]): t for t in trials}[
+            (row["config"]["optimizer"], row["config"]["lr"])
+        ]
+        if row["config"]["seed"] == 0:  # the tuning seed at the chosen rate already trained
+            assert row["reused_trial"] == trial["key"] and row["metrics"] == trial["metrics"]
+        else:
+            assert "reused_trial" not in row and row["key"] != trial["key"]
     assert "(tuned)" in result.stdout and "lr tuning identity sgd toy" in result.stdout
 
 

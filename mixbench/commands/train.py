@@ -170,7 +170,7 @@ def run_tuned_stage(cells: Sequence[Any], drive: Mapping[str, Any]) -> None:
 
     run = drive["run"]
     stage = tuned_stage(cells, run.rows(), run.path.name)
-    write_rows_once(run, stage.unrunnable)
+    write_rows_once(run, stage.rows)
     if stage.cells:
         _drive(stage.cells, planned(stage.cells, run.done_keys(), stage.annotations), drive)
 
