@@ -129,10 +129,7 @@ def run_job(payload: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "train":
         from mixbench.train import train_cell
 
-        annotations = (payload.get("settings") or {}).get("row")
-        outcome = train_cell(
-            payload["config"], run_id=payload.get("run_id"), annotations=annotations
-        )
+        outcome = train_cell(payload["config"], run_id=payload.get("run_id"))
         return {"row": outcome.row, "curves": outcome.curves or None}
     raise ValueError(f"no runner for cells of kind {kind!r}")
 

@@ -24,7 +24,7 @@ from mixbench.store import SCHEMA_VERSION, RunDir, read_manifest, utc_now
 from mixbench.train_options import TrainOptions
 from mixbench.train_plan import TrainPlan, plan_train
 
-RUNNER = "mixbench.executors:run_job"
+RUNNER = "mixbench.train_run:run_train_job"
 
 
 @dataclass
@@ -115,20 +115,64 @@ def write_rows_once(run: RunDir, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def planned(
-    cells: Sequence[Cell], done: set[str], annotations: Mapping[str, Mapping[str, Any]]
+    cells: Sequence[Cell],
+    done: set[str],
+    annotations: Mapping[str, Mapping[str, Any]],
+    progress: str = "none",
 ) -> list[Any]:
-    """The cells with no row yet, as the driver takes them (``settings["row"]``: fields the
-    runner adds to the row, such as a tuned cell's ``lr_tuning`` record)."""
+    """The cells with no row yet, as the driver takes them, run by `run_train_job`.
+
+    ``settings["row"]`` holds fields the runner adds to the row (a tuned cell's
+    ``lr_tuning`` record); ``settings["progress"]`` what the cell prints as it trains.
+    """
     from mixbench.sweep import PlannedCell
 
+    def settings(key: str) -> dict[str, Any]:
+        row = {"row": dict(annotations[key])} if key in annotations else {}
+        return {"progress": progress, **row}
+
     return [
-        PlannedCell(
-            cell,
-            {"row": dict(annotations[cell.key])} if cell.key in annotations else {},
-            None,
-            "train",
-            RUNNER,
-        )
+        PlannedCell(cell, settings(cell.key), None, "train", RUNNER)
         for cell in cells
         if cell.key not in done
     ]
+
+
+def run_train_job(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The runner of a train run's cells, wherever an executor runs them.
+
+    Progress goes to this process's stderr: with ``progress="steps"`` a line per
+    evaluation (step, training loss, validation loss and accuracy) and one when the cell
+    ends; with ``"cells"`` only the line when it ends. In the command's own process (the
+    ``inline`` executor) that is the terminal, above the run's progress bar; a worker
+    process writes it to the run directory's worker log.
+    """
+    from mixbench.train import train_cell
+
+    settings = payload.get("settings") or {}
+    progress = settings.get("progress", "none")
+    label = Cell("train", payload["config"]).label()
+
+    def say(text: str) -> None:
+        print(f"{label} {text}", file=sys.stderr, flush=True)
+
+    outcome = train_cell(
+        payload["config"],
+        run_id=payload.get("run_id"),
+        log=say if progress == "steps" else None,
+        annotations=settings.get("row"),
+    )
+    if progress in ("steps", "cells"):
+        say("-> " + finished_line(outcome.row))
+    return {"row": outcome.row, "curves": outcome.curves or None}
+
+
+def finished_line(row: Mapping[str, Any]) -> str:
+    """A finished cell in one line: its status, or validation and test accuracy."""
+    m = row.get("metrics") or {}
+    if row.get("status") != "ok":
+        return f"{row.get('status')}: {row.get('reason')}"
+    text = f"val_acc {m['final_val_acc']:.4f}"
+    if m.get("test_acc") is not None:
+        text += f"  test_acc {m['test_acc']:.4f}"
+    return text + f"  train_loss {m['train_loss']:.4f}  ({row.get('duration_s', 0):.1f} s)"

@@ -318,3 +318,10 @@ def test_a_sweep_file_can_ask_for_tuning(tmp_path: Path, env: dict[str, str]) ->
     board = build_leaderboard(load_results(tmp_path / "runs"))
     assert board.to_markdown().count("| identity |") == 1  # the trials are not results
     assert board.metric.name == "test_acc" and "lr_tuning=tuned" in board.to_markdown()
+
+
+def test_without_a_terminal_each_finished_cell_is_one_line(tmp_path: Path) -> None:
+    result = train(tmp_path, "-m", "identity,pooling", "-t", "toy", "--steps", "2", "--quiet")
+    finished = [line for line in result.output.splitlines() if " -> val_acc " in line]
+    assert len(finished) == 2 and all("test_acc" in line for line in finished)
+    assert not any("step 2/2" in line for line in result.output.splitlines())

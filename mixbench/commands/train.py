@@ -140,7 +140,7 @@ def train_command(
         "max_parallel": max_parallel, "quiet": quiet or as_json,
         "resume_command": shlex.join(resume_argv),
     }  # fmt: skip
-    run_stages(started, drive)
+    run_stages(started, drive, progress="cells" if quiet or not _terminal() else "steps")
     rows = started.run.rows()
     if as_json:
         for row in rows:
@@ -149,7 +149,13 @@ def train_command(
         print_summary(rows, started.run.path)
 
 
-def run_stages(started: Any, drive: Mapping[str, Any]) -> None:
+def _terminal() -> bool:
+    from rich.console import Console
+
+    return Console(stderr=True).is_terminal
+
+
+def run_stages(started: Any, drive: Mapping[str, Any], progress: str = "none") -> None:
     """The first stage's cells, then (a tuned run) the cells at each chosen rate."""
     from mixbench.train import skipped
     from mixbench.train_run import planned, write_rows_once
@@ -158,11 +164,11 @@ def run_stages(started: Any, drive: Mapping[str, Any]) -> None:
     skips = [skipped(c.config, plan.skips[c.key], run_id=run.path.name).row
              for c in plan.cells if c.key in plan.skips]  # fmt: skip
     write_rows_once(run, skips)
-    _drive(plan.cells, planned(plan.cells, run.done_keys(), {}), drive)
-    run_tuned_stage(plan.cells, drive)
+    _drive(plan.cells, planned(plan.cells, run.done_keys(), {}, progress), drive)
+    run_tuned_stage(plan.cells, drive, progress)
 
 
-def run_tuned_stage(cells: Sequence[Any], drive: Mapping[str, Any]) -> None:
+def run_tuned_stage(cells: Sequence[Any], drive: Mapping[str, Any], progress: str = "none") -> None:
     """After tuning trials (any of ``cells``) have rows: every seed at each chosen rate.
     ``mixbench sweep`` calls this too, so a sweep file's grid can ask for --tune-lr."""
     from mixbench.train_plan import tuned_stage
@@ -172,7 +178,8 @@ def run_tuned_stage(cells: Sequence[Any], drive: Mapping[str, Any]) -> None:
     stage = tuned_stage(cells, run.rows(), run.path.name)
     write_rows_once(run, stage.rows)
     if stage.cells:
-        _drive(stage.cells, planned(stage.cells, run.done_keys(), stage.annotations), drive)
+        todo = planned(stage.cells, run.done_keys(), stage.annotations, progress)
+        _drive(stage.cells, todo, drive)
 
 
 def _drive(cells: Sequence[Any], todo: Sequence[Any], drive: Mapping[str, Any]) -> None:
