@@ -13,7 +13,10 @@ optimizer and nothing else:
 * linear warm-up then cosine decay of the learning rate (``schedule.py``);
 * cross-entropy over every labelled position (``IGNORE_INDEX`` elsewhere), accuracy over the
   same positions: for per-token tasks such as MQAR that is exactly the query positions;
-* a NaN or infinite loss stops the cell as ``diverged`` at that step; the grid goes on.
+* a NaN or infinite loss stops the cell as ``diverged`` at that step; the grid goes on;
+* three splits: every choice (best step, target, early stop, tuning) looks at validation;
+  the test split is evaluated once, at the final weights, and reported beside it
+  (``split_test``: a task without one gets the second half of its validation split).
 
 ``train_cell(config)`` returns the summary row (plain JSON data) and the curves; the command
 writes them to the result store.

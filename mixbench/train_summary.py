@@ -29,6 +29,9 @@ SUMMARY_COLUMNS = (  # (metric, heading, format, scale)
 )
 
 
+GROUP = ("mixer", "optimizer", "task")
+
+
 def is_trial(row: Mapping[str, Any]) -> bool:
     return ((row.get("config") or {}).get("lr_tuning") or {}).get("stage") == "trial"
 
@@ -77,6 +80,46 @@ def tuning_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         )
         seen.setdefault(name, {"group": name, **record})
     return list(seen.values())
+
+
+def markdown_by_task(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table: (mixer, optimizer) rows, task columns; each cell the test accuracy
+    (mean ± std over seeds), the learning rate it ran at and the compute it took.
+
+    "time" is the summed duration of every cell behind the entry — its tuning trials
+    included, a reused trial counted once — so a tuned entry's cost is all of it.
+    """
+    entries = summarise(rows)
+    tasks = list(dict.fromkeys(e["task"] for e in entries))
+    spent: dict[tuple[str, ...], float] = {}
+    for row in rows:
+        if row.get("reused_trial"):
+            continue
+        config = row["config"]
+        group = tuple(label(config[k], config[f"{k}_options"]) for k in GROUP)
+        spent[group] = spent.get(group, 0.0) + float(row.get("duration_s") or 0.0)
+    table: dict[tuple[str, str], dict[str, str]] = {}
+    for e in entries:
+        test = _cell(e["test_acc"], "{:.1f}", 100.0, e["ok"])
+        if e["ok"] < e["seeds"]:
+            test += f" ({e['ok']}/{e['seeds']} ok)"
+        mark = " †" if e["lr_warning"] else ""
+        time_s = spent.get((e["mixer"], e["optimizer"], e["task"]), 0.0)
+        text = f"{test} · lr {e['lr'].replace(' (tuned)', '')}{mark} · {time_s:.0f} s"
+        table.setdefault((e["mixer"], e["optimizer"]), {})[e["task"]] = text
+    lines = ["| mixer | optimizer | " + " | ".join(tasks) + " |",
+             "|---|---|" + "---:|" * len(tasks)]  # fmt: skip
+    for (mixer, optimizer), cells in table.items():
+        row_cells = [cells.get(t, "—") for t in tasks]
+        lines.append(f"| {mixer} | {optimizer} | " + " | ".join(row_cells) + " |")
+    lines.append("")
+    lines.append(
+        "test accuracy % (mean ± std over seeds) · learning rate · compute time "
+        "(every cell behind the entry, tuning trials included)"
+    )
+    if any(e["lr_warning"] for e in entries):
+        lines.append("† the chosen rate is at the edge of the grid: the best may lie outside it")
+    return "\n".join(lines) + "\n"
 
 
 def label(name: str, options: Mapping[str, Any]) -> str:
