@@ -325,3 +325,12 @@ def test_without_a_terminal_each_finished_cell_is_one_line(tmp_path: Path) -> No
     finished = [line for line in result.output.splitlines() if " -> val_acc " in line]
     assert len(finished) == 2 and all("test_acc" in line for line in finished)
     assert not any("step 2/2" in line for line in result.output.splitlines())
+
+
+def test_an_unknown_executor_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    result = runner.invoke(
+        app, ["train", "-m", "identity", "-t", "toy", "-e", "nope", "--out", str(out)]
+    )
+    assert result.exit_code == 2 and "nope" in result.output and "Traceback" not in result.output
+    assert not out.exists()

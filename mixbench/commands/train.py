@@ -121,11 +121,13 @@ def train_command(
     cells with no row yet.
     """
     from mixbench.cli import parse_key_values
+    from mixbench.plugins import get_registry
     from mixbench.train_options import options_from_cli
     from mixbench.train_run import start_train
 
     given = dict(locals())
     executor_options = parse_key_values(executor_option, "--executor-option")
+    get_registry().get("executor", executor).validate_options(executor_options)
     options = options_from_cli(given) if mixer or resume is None else None
     started = start_train(options, out=out, resume=resume)
     resume_argv = ["mixbench", "train", "--resume", str(started.run.path)]
