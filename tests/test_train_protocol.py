@@ -334,3 +334,17 @@ def test_an_unknown_executor_is_refused_before_anything_runs(tmp_path: Path) -> 
     )
     assert result.exit_code == 2 and "nope" in result.output and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_rows_from_before_test_splits_still_summarise_and_rank() -> None:
+    from mixbench.leaderboard import build_leaderboard
+    from mixbench.results import load_results
+    from mixbench.train_summary import markdown_by_task, summarise
+
+    committed = Path(__file__).parents[1] / "results" / "train"
+    rows = read_rows(committed / "results.jsonl")[0]
+    assert rows and all("test_acc" not in r["metrics"] for r in rows)
+    assert all(s["test_acc"] is None and s["final_val_acc"] for s in summarise(rows))
+    assert "| attention | adamw | — · lr 0.003 ·" in markdown_by_task(rows)
+    board = build_leaderboard(load_results(committed))
+    assert board.metric.name == "final_val_acc"  # no test split recorded: validation it is
