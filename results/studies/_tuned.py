@@ -3,28 +3,19 @@ its manifest and rows (no curves: small), and render the table with its budget s
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import tempfile
+import sys
 from datetime import datetime
 from pathlib import Path
 
-KEPT = ("manifest.json", "results.jsonl")
+sys.path.insert(0, str(Path(__file__).parent))
+from _examples import run_example
 
 
 def run_tuned(root: Path, name: str, args: list[str]) -> None:
-    """Run ``mixbench ARGS`` and keep its manifest and rows in ``root/name``."""
-    spec = importlib.util.spec_from_file_location("regenerate", root / "regenerate.py")
-    assert spec is not None and spec.loader is not None
-    regenerate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(regenerate)
-    with tempfile.TemporaryDirectory() as tmp:
-        run_dir = regenerate.mixbench(*args, out=Path(tmp))
-        target = root / name
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        for item in KEPT:
-            shutil.copy2(run_dir / item, target / item)
+    """Run ``mixbench ARGS`` and keep its manifest and rows in ``root/name`` (no curves)."""
+    run_example(root, name, args)
+    shutil.rmtree(root / name / "curves", ignore_errors=True)
 
 
 def budget(run_dir: Path) -> str:
