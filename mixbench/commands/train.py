@@ -109,7 +109,9 @@ def train_command(
     ),
     out: Path = typer.Option(Path("results/runs"), "--out", help="Where run directories go."),
     as_json: bool = typer.Option(False, "--json", help="Print rows as JSON lines, not a table."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bar: one line per finished cell."
+    ),
 ) -> None:
     """Train mixer x optimizer x task x seed cells; summarise mean ± std over seeds.
 
