@@ -124,6 +124,8 @@ class Leaderboard:
         if self.kind == "train" and cell["n"] > 1 and not _missing(cell["spread"]):
             decimals = len(text.rpartition(".")[2]) if "." in text else 0
             text += f" ± {cell['spread'] * scale:.{decimals}f}"
+        if not _missing(cell.get("tuned_lr")):
+            text += f" @ lr {cell['tuned_lr']:g}"  # the rate tuning chose for this cell
         return text
 
     def _marks(self, cell: dict[str, Any] | None) -> str:
@@ -437,6 +439,8 @@ def _aggregate(
                 noisy=False,
                 spread=float(good.std(ddof=1)) if len(good) > 1 else math.nan,
             )
+            if "lr_tuning" in group and (group["lr_tuning"] == "tuned").all():
+                record["tuned_lr"] = float(group["lr"].iloc[0])  # one rate per tuned cell
         else:
             center = float(good.median())
             spread = (

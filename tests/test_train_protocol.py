@@ -318,6 +318,7 @@ def test_a_sweep_file_can_ask_for_tuning(tmp_path: Path, env: dict[str, str]) ->
     board = build_leaderboard(load_results(tmp_path / "runs"))
     assert board.to_markdown().count("| identity |") == 1  # the trials are not results
     assert board.metric.name == "test_acc" and "lr_tuning=tuned" in board.to_markdown()
+    assert " @ lr " in board.to_markdown()  # the rate tuning chose, in the cell
 
 
 def test_without_a_terminal_each_finished_cell_is_one_line(tmp_path: Path) -> None:
