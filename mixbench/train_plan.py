@@ -46,10 +46,10 @@ class TrainPlan:
     skips: dict[str, str] = field(default_factory=dict)
 
 
-def plan_train(options: TrainOptions, *, check: bool = True) -> TrainPlan:
-    """The run's first-stage cells. With ``check``, build each task's data and each distinct
-    model and optimizer once: a bad option raises a UsageError for the whole run; a cell
-    that cannot work with its input (a window larger than the grid) gets a skip reason."""
+def plan_train(options: TrainOptions) -> TrainPlan:
+    """The run's first-stage cells, checked: each task's data and each distinct model and
+    optimizer are built once, so a bad option raises a UsageError for the whole run and a
+    cell that cannot work with its input (a window larger than the grid) gets a skip reason."""
     from mixbench import train
     from mixbench.cli import scope_options
     from mixbench.environment import resolve_device
@@ -90,7 +90,7 @@ def plan_train(options: TrainOptions, *, check: bool = True) -> TrainPlan:
                 default = train.default_lr(opt_name, opt_options)
                 cells += _group_cells(options, base, default)
     cells = unique_cells(cells)
-    return TrainPlan(options, cells, check_cells(cells) if check else {})
+    return TrainPlan(options, cells, check_cells(cells))
 
 
 def _group_cells(options: TrainOptions, base: Mapping[str, Any], default_lr: float) -> list[Cell]:
