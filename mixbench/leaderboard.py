@@ -47,7 +47,7 @@ COLUMN_FIELD = {"bench": "tokens", "train": "task"}
 CONTEXT_FIELDS = {
     "bench": ("level", "mode", "optimizer", "preset", "dim", "batch_size", "dtype", "device",
               "threads", "compile"),
-    "train": ("preset", "steps", "lr", "batch_size", "dtype", "device", "threads"),
+    "train": ("preset", "steps", "lr", "lr_tuning", "batch_size", "dtype", "device", "threads"),
 }  # fmt: skip
 # Fields that are aggregated over, not told apart, and fields that only describe the run.
 REPLICATE_FIELDS = frozenset({"repeat", "seed"})
@@ -126,6 +126,8 @@ class Leaderboard:
         if self.kind == "train" and cell["n"] > 1 and not _missing(cell["spread"]):
             decimals = len(text.rpartition(".")[2]) if "." in text else 0
             text += f" ± {cell['spread'] * scale:.{decimals}f}"
+        if not _missing(cell.get("tuned_lr")):
+            text += f" @ lr {cell['tuned_lr']:g}"  # the rate tuning chose for this cell
         return text
 
     def _marks(self, cell: dict[str, Any] | None) -> str:
@@ -291,6 +293,8 @@ def build_leaderboard(
     """Aggregate, pivot and rank ``frame`` (from ``load_results``) by one metric."""
     kind = _choose_kind(frame, kind)
     frame = frame[frame["kind"] == kind]
+    if "lr_tuning" in frame.columns:  # tuning trials chose a rate; they are not results
+        frame = frame[frame["lr_tuning"] != "trial"]
     chosen = resolve_metric(metric, kind, frame.columns)
     if chosen.name not in frame.columns:
         raise UsageError(f"--metric: these {kind} results have no {chosen.name!r} column")
@@ -445,6 +449,8 @@ def _aggregate(
                 noisy=False,
                 spread=float(good.std(ddof=1)) if len(good) > 1 else math.nan,
             )
+            if "lr_tuning" in group and (group["lr_tuning"] == "tuned").all():
+                record["tuned_lr"] = float(group["lr"].iloc[0])  # one rate per tuned cell
         else:
             center = float(good.median())
             spread = (

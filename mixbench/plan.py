@@ -52,7 +52,7 @@ class Cell:
         return cell_key(self.kind, self.config)
 
     def label(
-        self, fields: Sequence[str] = ("mixer", "optimizer", "task", "tokens", "seed")
+        self, fields: Sequence[str] = ("mixer", "optimizer", "task", "tokens", "seed", "lr")
     ) -> str:
         parts = [
             f"{name}={self.config[name]}" for name in fields if self.config.get(name) is not None

@@ -200,6 +200,16 @@ METRICS: dict[str, Metric] = {
             display_unit="%",
         ),
         Metric(
+            "test_acc",
+            "test accuracy",
+            "fraction",
+            True,
+            "train",
+            display_scale=100.0,
+            display_unit="%",
+        ),
+        Metric("test_loss", "test loss", "nats", False, "train"),
+        Metric(
             "best_val_acc",
             "best validation accuracy",
             "fraction",
@@ -264,6 +274,8 @@ def resolve_metric(name: str | None, kind: str, columns: Iterable[str] = ()) -> 
     """
     columns = list(columns)
     wanted = DEFAULT_METRIC.get(kind, "latency_ms_median") if name is None else name
+    if name is None and kind == "train" and "test_acc" in columns:
+        wanted = "test_acc"  # rows with a test split: report on data no choice has seen
     wanted = ALIASES.get(wanted, {}).get(kind, wanted)
     if wanted in METRICS:
         return METRICS[wanted]
@@ -376,6 +388,9 @@ def _flatten_row(row: Mapping[str, Any], run: RunInfo) -> tuple[dict[str, Any], 
     config = row.get("config") or {}
     for name, value in config.items():
         record[name] = _cell_text(value)
+    tuning = config.get("lr_tuning")
+    if isinstance(tuning, Mapping):  # a tuned cell: its stage (trial | tuned) says enough
+        record["lr_tuning"] = tuning.get("stage")
     metrics = row.get("metrics")
     if isinstance(metrics, Mapping):
         flat = _flatten_metrics(metrics, set(record))

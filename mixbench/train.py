@@ -13,7 +13,10 @@ optimizer and nothing else:
 * linear warm-up then cosine decay of the learning rate (``schedule.py``);
 * cross-entropy over every labelled position (``IGNORE_INDEX`` elsewhere), accuracy over the
   same positions: for per-token tasks such as MQAR that is exactly the query positions;
-* a NaN or infinite loss stops the cell as ``diverged`` at that step; the grid goes on.
+* a NaN or infinite loss stops the cell as ``diverged`` at that step; the grid goes on;
+* three splits: every choice (best step, target, early stop, tuning) looks at validation;
+  the test split is evaluated once, at the final weights, and reported beside it
+  (``split_test``: a task without one gets the second half of its validation split).
 
 ``train_cell(config)`` returns the summary row (plain JSON data) and the curves; the command
 writes them to the result store.
@@ -41,34 +44,39 @@ from mixbench.sharpness import measure_model
 from mixbench.store import SCHEMA_VERSION, RunDir, utc_now, write_json_atomic
 from mixbench.tasks import IGNORE_INDEX, TaskData
 
-# Peak learning rates that train the built-in mixers well on the built-in tasks under this
-# protocol; a plugin can state its own with register(..., default_lr=...). Anything else
-# falls back to FALLBACK_LR. ``--lr`` overrides all of them, and the row records the value used.
-DEFAULT_LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3}
+# A plugin states its optimizer's peak learning rate with register(..., default_lr=...), as the
+# built-ins do; an optimizer that registers none falls back to FALLBACK_LR. ``--lr`` overrides
+# both, and the row records the value used.
 FALLBACK_LR = 1e-3
 DEFAULT_STEPS = 1000
 DTYPES = ("float32", "bfloat16")
 EVALS_PER_RUN = 20  # evaluations spread over a run when --eval-every is not given
 EVAL_BATCH = 1024
+HALF_OF_VALIDATION = "half of validation"  # the test split of a task that brings none
+FINAL_METRICS = (
+    "final_val_acc", "final_val_loss", "train_loss", "train_acc", "test_acc", "test_loss",
+)  # fmt: skip
 
 Log = Callable[[str], None]
 
 
 def default_lr(optimizer: str, options: Mapping[str, Any] | None = None) -> float:
-    """The peak learning rate a cell uses when ``--lr`` is not given.
-
-    A wrapper such as ``sam`` trains at its base optimizer's rate (``base`` option).
+    """The peak learning rate a cell uses when ``--lr`` is not given: the optimizer's
+    registered ``default_lr``. An optimizer that registers none but wraps another one by
+    name (a ``base`` option, given or defaulted, naming a registered optimizer, as SAM does)
+    trains at its base's rate; anything else at ``FALLBACK_LR``.
     """
     registry = get_registry()
     entry = registry.get("optimizer", optimizer)
     if "default_lr" in entry.metadata:
         return float(entry.metadata["default_lr"])
     base = (options or {}).get("base")
-    if optimizer == "sam":
-        base = base or "sgd"
+    declared = entry.options.get("base")
+    if base is None and declared is not None and not declared.required:
+        base = declared.default
     if isinstance(base, str) and base != optimizer and ("optimizer", base) in registry:
         return default_lr(base)
-    return DEFAULT_LR.get(optimizer, FALLBACK_LR)
+    return FALLBACK_LR
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -130,6 +138,26 @@ def _autocast(device: str, dtype: str) -> Callable[[], Any]:
         raise UsageError(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     kind = device.split(":", 1)[0]
     return lambda: torch.autocast(kind, dtype=torch.bfloat16)
+
+
+def split_test(
+    task: TaskData,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], str]:
+    """(validation, test, where the test split came from).
+
+    A task with a test split (``x_test``/``y_test``) keeps its validation split whole. One
+    without (a third-party task written before test splits existed) has its validation split
+    cut in two, deterministically: the first half validates (every choice: best step, target,
+    tuning), the second half is the test split, recorded as ``"half of validation"``.
+    """
+    x_test, y_test = getattr(task, "x_test", None), getattr(task, "y_test", None)
+    if x_test is not None and y_test is not None:
+        return (task.x_val, task.y_val), (x_test, y_test), "task"
+    half = int(task.x_val.shape[0]) // 2
+    if half < 1:
+        raise UsageError("the task has no test split and fewer than 2 validation examples")
+    val = (task.x_val[:half], task.y_val[:half])
+    return val, (task.x_val[half:], task.y_val[half:]), HALF_OF_VALIDATION
 
 
 # -- building and checking a cell ------------------------------------------------------------
@@ -198,14 +226,17 @@ def train_cell(
     task: TaskData | None = None,
     run_id: str | None = None,
     log: Log | None = None,
+    annotations: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Train one cell and return its row and curves.
 
-    Never raises for a failure of the cell itself: an error, an out-of-memory or a
-    divergence becomes a status with a reason, so the grid goes on.
+    ``annotations`` are row fields the planner knows and the config must not hold (they
+    are not what is measured): a tuned cell's ``lr_tuning`` record. Never raises for a
+    failure of the cell itself: an error, an out-of-memory or a divergence becomes a status
+    with a reason, so the grid goes on.
     """
     start = time.perf_counter()
-    row = _row(config, run_id)
+    row = {**_row(config, run_id), **(annotations or {})}
     run: _Run | None = None
     try:
         with _threads(config.get("threads")):
@@ -268,7 +299,9 @@ class _Run:
             torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
         )
         self.x_train, self.y_train = task.x_train.to(device), task.y_train.to(device)
-        self.x_val, self.y_val = task.x_val.to(device), task.y_val.to(device)
+        (x_val, y_val), (x_test, y_test), test_split = split_test(task)
+        self.x_val, self.y_val = x_val.to(device), y_val.to(device)
+        self.x_test, self.y_test = x_test.to(device), y_test.to(device)
         num_train = int(self.x_train.shape[0])
         self.total = resolve_steps(config, num_train)
         self.batch_size = min(int(config["batch_size"]), num_train)
@@ -294,7 +327,8 @@ class _Run:
             "steps_planned": self.total, "eval_every": self.eval_every,
             "warmup_steps": warmup, "lr_peak": float(config["lr"]),
             "batch_size": self.batch_size, "num_train": num_train,
-            "num_val": int(self.x_val.shape[0]), "chance": task.chance,
+            "num_val": int(self.x_val.shape[0]), "num_test": int(self.x_test.shape[0]),
+            "test_split": test_split, "chance": task.chance,
             "task_info": dict(task.info), "best_val_acc": None, "best_val_acc_step": None,
             "best_val_loss": None, "steps_to_target": None, "time_to_target_s": None,
             "grad_evals_to_target": None,
@@ -393,13 +427,16 @@ class _Run:
         })  # fmt: skip
         if self.diverged_at is not None:  # the weights are not finite: nothing final to measure
             m["diverged_at_step"] = self.diverged_at
-            m.update(dict.fromkeys(("final_val_acc", "final_val_loss", "train_loss", "train_acc")))
+            m.update(dict.fromkeys(FINAL_METRICS))
             return
         final = evaluate(self.model, self.x_val, self.y_val, self.autocast)
         # the honest training loss: the whole training set at the final weights
         full = evaluate(self.model, self.x_train, self.y_train, self.autocast)
+        # the test split, once, at the final weights: reported, never used for a choice
+        test = evaluate(self.model, self.x_test, self.y_test, self.autocast)
         m.update({"final_val_acc": final["acc"], "final_val_loss": final["loss"],
-                  "train_loss": full["loss"], "train_acc": full["acc"]})  # fmt: skip
+                  "train_loss": full["loss"], "train_acc": full["acc"],
+                  "test_acc": test["acc"], "test_loss": test["loss"]})  # fmt: skip
         if self.config.get("sharpness") or self.config.get("hessian"):
             m.update(self._sharpness())
 

@@ -277,9 +277,15 @@ def test_bfloat16_autocast_trains() -> None:
     assert row["status"] == "ok", row["reason"]
 
 
-def test_default_learning_rates_follow_the_optimizer_family() -> None:
-    assert train.default_lr("adamw") == train.DEFAULT_LR["adamw"]
-    assert train.default_lr("sgd") == train.DEFAULT_LR["sgd"]
-    assert train.default_lr("sam") == train.DEFAULT_LR["sgd"]
-    assert train.default_lr("sam", {"base": "adam"}) == train.DEFAULT_LR["adam"]
+def test_default_learning_rates_come_from_the_registrations() -> None:
+    from mixbench.plugins import get_registry
+
+    def registered(name: str) -> float:
+        return float(get_registry().get("optimizer", name).metadata["default_lr"])
+
+    assert train.default_lr("adamw") == registered("adamw") == 3e-3
+    assert train.default_lr("sgd") == registered("sgd") == 0.05
+    assert "default_lr" not in get_registry().get("optimizer", "sam").metadata
+    assert train.default_lr("sam") == registered("sgd")  # SAM's default base
+    assert train.default_lr("sam", {"base": "adam"}) == registered("adam")
     assert train.default_lr("poison") == train.FALLBACK_LR

@@ -13,10 +13,10 @@ import torch
 from test_train import ToyPlugin  # the toy task and optimizer plugins
 from typer.testing import CliRunner
 
+from mixbench import train
 from mixbench.cli import app
 from mixbench.plugins import register_plugin
 from mixbench.store import read_manifest, read_rows
-from mixbench.train import DEFAULT_LR
 
 runner = CliRunner()
 SMALL = ["--depth", "1", "--dim", "16", "--batch-size", "16", "--eval-every", "2"]
@@ -83,7 +83,7 @@ def test_a_grid_writes_rows_curves_and_manifest(tmp_path: Path) -> None:
     }
     for row in rows:
         assert row["status"] == "ok" and row["run_id"] == run.name
-        assert row["config"]["lr"] == DEFAULT_LR["adamw"]  # the documented default
+        assert row["config"]["lr"] == train.default_lr("adamw")  # the registered default
         curves = json.loads((run / row["curves_file"]).read_text())
         assert curves["key"] == row["key"] and len(curves["train"]["loss"]) == 4
     manifest = read_manifest(run)

@@ -132,6 +132,19 @@ def sweep_command(
             file=str(sweep_file) if sweep_file else None,
             resume_command=shlex.join([*resume_argv, "--resume", str(run.path)]),
         )
+        from mixbench.commands.train import run_tuned_stage  # a grid that asked for --tune-lr
+
+        run_tuned_stage(
+            [p.cell for p in sweep.cells],
+            {
+                "run": run,
+                "executor_name": executor_name,
+                "executor_options": options,
+                "max_parallel": parallel,
+                "quiet": quiet,
+                "resume_command": shlex.join([*resume_argv, "--resume", str(run.path)]),
+            },
+        )
 
 
 def _print_dry_run(sweep: Any, done: set[str], quiet: bool) -> None:

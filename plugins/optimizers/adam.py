@@ -64,5 +64,14 @@ def make_adamw(
 
 @mixbench.hookimpl
 def register_optimizers(register: Any) -> None:
-    register("adam", make_adam, description="Adam (torch.optim.Adam), L2 weight decay")
-    register("adamw", make_adamw, description="AdamW (torch.optim.AdamW), decoupled weight decay")
+    # default_lr: the peak rate that trains the built-in mixers well on the built-in tasks
+    # under mixbench's protocol (warm-up, cosine decay); --tune-lr searches around it.
+    register(
+        "adam", make_adam, description="Adam (torch.optim.Adam), L2 weight decay", default_lr=3e-3
+    )
+    register(
+        "adamw",
+        make_adamw,
+        description="AdamW (torch.optim.AdamW), decoupled weight decay",
+        default_lr=3e-3,
+    )

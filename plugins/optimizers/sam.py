@@ -173,4 +173,5 @@ def register_optimizers(register: Any) -> None:
         description="Sharpness-Aware Minimization (Foret et al. 2021) around any optimizer "
         "(base=NAME, its options passed through); adaptive=true for ASAM; 2 gradient "
         "evaluations per step",
+        # no default_lr: SAM trains at its base's registered rate (``base`` names it)
     )

@@ -51,4 +51,5 @@ def register_optimizers(register: Any) -> None:
         "sgd",
         make_sgd,
         description="SGD with momentum (torch.optim.SGD); nesterov and weight_decay options",
+        default_lr=0.05,  # peak rate under mixbench's protocol; --tune-lr searches around it
     )
