@@ -182,9 +182,10 @@ def drive(
                 manifest = run.update_manifest(probes=probes)
             partial = partial_processes(run)
             by_key = {p.cell.key: p for p in todo}
+            timed = any(_job(p, run.path.name, {}, 1).exclusive for p in todo)
             order = interleaved(
                 {p.cell.key: p.processes for p in todo},
-                seed,
+                seed if timed else None,
                 {k: set(v) for k, v in partial.items()},
             )
             jobs = [_job(by_key[k], run.path.name, probes, i) for k, i in order]

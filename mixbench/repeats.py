@@ -51,12 +51,16 @@ def split_process_key(key: str) -> tuple[str, int]:
 
 
 def interleaved(
-    repeats: Mapping[str, int], seed: int, done: Mapping[str, set[int]] | None = None
+    repeats: Mapping[str, int], seed: int | None, done: Mapping[str, set[int]] | None = None
 ) -> list[tuple[str, int]]:
     """(cell key, process index) in run order: round r runs every cell's r-th process,
-    the cells in one order shuffled by ``seed``. ``done`` lists indices already measured."""
-    order = sorted(repeats)
-    random.Random(seed).shuffle(order)
+    the cells in one order shuffled by ``seed`` (in the order given when ``seed`` is None:
+    training cells, whose results do not drift with the machine, run as planned).
+    ``done`` lists indices already measured."""
+    order = list(repeats)
+    if seed is not None:
+        order.sort()
+        random.Random(seed).shuffle(order)
     done = done or {}
     rounds = max(repeats.values(), default=0)
     return [
