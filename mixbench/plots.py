@@ -198,7 +198,7 @@ def plot_curves(frame: pd.DataFrame) -> Figure:
         label = line.label + (f" ({line.seeds} seeds)" if line.seeds > 1 else "")
         # Colour says the mixer; marker and dash say the optimizer (and task).
         other = others.index(line.keys[1:])
-        style = {
+        style: dict[str, Any] = {
             "color": f"C{mixers.index(line.keys[0]) % 10}",
             "marker": MARKERS[other % len(MARKERS)],
             "linestyle": LINESTYLES[other % len(LINESTYLES)],

@@ -35,6 +35,16 @@ def _layout(title: str, x: dict[str, Any], y: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _log_axis(values: list[float]) -> dict[str, Any]:
+    """A log axis labelled with plain numbers; over a decade or more, only at powers of ten
+    (plotly otherwise labels 2 and 5 between them as bare digits, 0.5 reading as "5")."""
+    axis: dict[str, Any] = {"type": "log", "exponentformat": "none"}
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    if positive and max(positive) / min(positive) >= 10:
+        axis["dtick"] = 1
+    return axis
+
+
 def _finite(values: list[float]) -> list[float | None]:
     """JSON has no NaN: missing points become null (a gap in the line)."""
     return [v if math.isfinite(v) else None for v in values]
@@ -75,7 +85,8 @@ def scaling_figure(frame: pd.DataFrame, metric: str, title: str) -> Figure:
         "tickvals": tokens,
         "ticktext": [f"{int(t):,}" for t in tokens],
     }
-    y_axis = {"type": "log", "title": {"text": board.metric.title()}, "exponentformat": "none"}
+    values = [v for line in series for v in line.values]
+    y_axis = _log_axis(values) | {"title": {"text": board.metric.title()}}
     layout = _layout(title + " (legend: fitted exponent over the largest 3 N)", x_axis, y_axis)
     return {"data": data, "layout": layout}
 
@@ -162,11 +173,8 @@ def pareto_figure(panel: ParetoPanel) -> Figure:
     )
     throughputs = points["throughput"].tolist()
     spans = min(throughputs) > 0 and max(throughputs) / min(throughputs) >= 10
-    x_axis = {
-        "title": {"text": f"training throughput ({panel.unit}, higher is better)"},
-        "type": "log" if spans else "linear",
-        "exponentformat": "none",
-    }
+    x_axis: dict[str, Any] = _log_axis(throughputs) if spans else {"exponentformat": "none"}
+    x_axis["title"] = {"text": f"training throughput ({panel.unit}, higher is better)"}
     title = "Accuracy vs training throughput" + (f" on {panel.task}" if panel.task else "")
     layout = _layout(
         title + " (colour: mixer, marker: optimizer)",

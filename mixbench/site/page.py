@@ -249,7 +249,7 @@ def comparison_html(comparison: Comparison, base: str, new: str) -> str:
         )
     headers = ["cell", "base", "new", "new/base", "p", "verdict"]
     numeric = [False, True, True, True, True, False]
-    out.append(sortable_table("comparison", headers, rows, numeric))
+    out.append(sortable_table("comparison-cells", headers, rows, numeric))
     for side, cells in (("base", comparison.only_base), ("new", comparison.only_new)):
         for only in cells:
             text = " ".join(f"{k}={v}" for k, v in only.items())
