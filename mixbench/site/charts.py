@@ -36,12 +36,23 @@ def _layout(title: str, x: dict[str, Any], y: dict[str, Any]) -> dict[str, Any]:
 
 
 def _log_axis(values: list[float]) -> dict[str, Any]:
-    """A log axis labelled with plain numbers; over a decade or more, only at powers of ten
-    (plotly otherwise labels 2 and 5 between them as bare digits, 0.5 reading as "5")."""
+    """A log axis with plain-number ticks at 1-2-5 per decade (one per decade beyond two
+    decades): plotly's own minor labels are bare digits, where 0.5 reads as "5"."""
     axis: dict[str, Any] = {"type": "log", "exponentformat": "none"}
     positive = [v for v in values if v > 0 and math.isfinite(v)]
-    if positive and max(positive) / min(positive) >= 10:
-        axis["dtick"] = 1
+    if not positive:
+        return axis
+    low, high = min(positive), max(positive)
+    steps = (1, 2, 5) if math.log10(high / low) <= 2 else (1,)
+    ticks = [
+        step * 10.0**power
+        for power in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+        for step in steps
+    ]
+    inside = [t for t in ticks if low / 1.5 <= t <= high * 1.5]
+    if len(inside) >= 2:
+        axis["tickvals"] = inside
+        axis["ticktext"] = [f"{t:,.10g}" for t in inside]
     return axis
 
 
