@@ -21,11 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from mixbench.results import Results
 
 INSTALL_HINT = "the HTML report needs plotly: pip install 'mixbench[report]'"
-# Leaderboards shown per kind of run: (metric, section title).
-BOARDS = {
-    "bench": (("latency", "Latency"), ("memory", "Peak memory")),
-    "train": (("final_val_acc", "Final validation accuracy"),),
-}
+# The leaderboards shown for each kind of run, by metric.
+BOARDS = {"bench": ("latency", "memory"), "train": ("final_val_acc",)}
 
 
 def plotly_js() -> str:
@@ -98,10 +95,12 @@ def build_site(
     for kind in kinds:
         rows = frame[frame["kind"] == kind]
         sections.section(f"{kind}-leaderboards", f"{kind.capitalize()} leaderboards")
-        for metric, _title in BOARDS[kind]:
-            if kind == "bench" and metric == "memory" and "peak_mem_bytes" not in rows:
+        for metric in BOARDS[kind]:
+            try:
+                board = build_leaderboard(rows, kind=kind, metric=metric)
+            except UsageError as exc:  # e.g. rows without that metric
+                sections.parts.append(f'<p class="meta">{html.escape(str(exc))}</p>')
                 continue
-            board = build_leaderboard(rows, kind=kind, metric=metric)
             sections.parts.append(leaderboard_html(board, f"{kind}-{metric}"))
         sections.section(f"{kind}-charts", f"{kind.capitalize()} charts")
         if kind == "bench":
