@@ -40,7 +40,7 @@ def provenance(run_dir: Path) -> str:
     took = datetime.fromisoformat(manifest["ended_at"]) - started
     parts = [
         f"Measured {started:%Y-%m-%d %H:%M} UTC on {env.get('device_name')}",
-        f"{env.get('cores')} cores, {env.get('torch_threads')} torch threads",
+        f"{env.get('cores')} cores, torch threads: {_threads(manifest, rows)}",
         f"torch {env.get('torch')}, Python {env.get('python')}",
         f"load average {env.get('load_average_1min', math.nan):.2f} at the start",
     ]
@@ -57,6 +57,16 @@ def provenance(run_dir: Path) -> str:
         tally += f", {noisy} flagged noisy (IQR/median > 10 %)"
     lines.append(f"{tally}. Command: `{command}`")
     return "  \n".join(lines) + "\n"
+
+
+def _threads(manifest: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The threads the cells ran with (``--threads``), else what the process had."""
+    chosen = {(row.get("config") or {}).get("threads") for row in rows}
+    chosen.add((manifest.get("config") or {}).get("threads"))
+    chosen.discard(None)
+    if chosen:
+        return "/".join(str(t) for t in sorted(chosen))
+    return str((manifest.get("environment") or {}).get("torch_threads"))
 
 
 def bench_table(run_dir: Path, metric: str) -> str:
@@ -89,6 +99,11 @@ def percent(name: str) -> Callable[[dict[str, Any]], str]:
 def number(name: str, scale: float = 1.0, unit: str = "") -> Callable[[dict[str, Any]], str]:
     """A numeric column at three to four significant digits, optionally scaled and unitised."""
     return lambda record: _or_dash(record.get(name), lambda v: format_number(v * scale) + unit)
+
+
+def count(name: str) -> Callable[[dict[str, Any]], str]:
+    """An integer column (steps, gradient evaluations)."""
+    return lambda record: _or_dash(record.get(name), lambda v: f"{v:,.0f}")
 
 
 def text(name: str) -> Callable[[dict[str, Any]], str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _examples import run_example
-from _tables import number, percent, text, train_table
+from _tables import count, number, percent, text, train_table
 
 TITLE = "attention, pooling and identity on MQAR, 300 steps: steps and time to 90 % accuracy"
 ARGS = [
@@ -28,7 +28,7 @@ def render(root: Path) -> dict[str, str]:
         ("best", percent("best_val_acc")),
         ("chance", percent("chance")),
         ("full train loss", number("train_loss")),
-        ("steps to 90 %", number("steps_to_target")),
+        ("steps to 90 %", count("steps_to_target")),
         ("time to 90 %", number("time_to_target_s", 1, " s")),
         ("median step", number("median_step_s", 1000, " ms")),
     ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _examples import run_example
-from _tables import number, text, train_table
+from _tables import count, number, text, train_table
 
 TITLE = "attention on digits with sgd and sam, 100 steps: gradient evaluations and step time"
 ARGS = [
@@ -23,8 +23,8 @@ def run(root: Path) -> None:
 def render(root: Path) -> dict[str, str]:
     columns = [
         ("optimizer", text("optimizer")),
-        ("options", text("optimizer_options")),
-        ("grad evals", number("grad_evals")),
+        ("peak lr", number("lr_peak")),
+        ("grad evals", count("grad_evals")),
         ("median step", number("median_step_s", 1000, " ms")),
         ("step time IQR", number("step_time_iqr_s", 1000, " ms")),
     ]
