@@ -26,8 +26,9 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "mixbench", "plugins", "tests", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "mixbench", "plugins", "tests", "examples")
+    paths = ("mixbench", "plugins", "tests", "examples", "results", "noxfile.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session
@@ -55,8 +56,8 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def results(session: nox.Session) -> None:
-    """Regenerate the committed example leaderboards and plots in results/ (about 12 min on
-    a 2-core CPU; run it on a quiet machine)."""
+    """Rerun every study in results/studies and re-render its tables and plots (run it on a
+    quiet machine; ``python results/regenerate.py STUDY`` reruns one)."""
     session.install(TORCH)
     session.install("-e", ".[test]")
     session.run("python", "results/regenerate.py")

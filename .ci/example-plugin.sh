@@ -2,9 +2,12 @@
 # End-to-end plugin authoring, as a user does it, in the current (CI) virtualenv:
 #   1. install the worked example examples/mixbench-fourier, list it, bench and train it, and
 #      run its own tests;
-#   2. scaffold a new plugin with `mixbench new-plugin`, install it editable, run its tests
-#      and bench it.
-# Everything it installs is uninstalled again on exit, whatever happened.
+#   2. scaffold a new plugin with `mixbench new-plugin`, install it editable, run its tests,
+#      bench and train it.
+# Every bench and train row must have status ok (.ci/check_rows.py): a run whose cells all
+# errored still writes a results file. EXAMPLE=DIR checks another copy of the example (a
+# deliberately broken one must fail this script). Everything it installs is uninstalled
+# again on exit, whatever happened.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,23 +35,25 @@ step "install the worked example"
 # Built from a copy: building in place would leave build/ and src/*.egg-info in the
 # checkout, and an egg-info next to the sources is an installed distribution to anything
 # that puts src/ on sys.path.
-cp -r examples/mixbench-fourier "$TMP/mixbench-fourier"
+cp -r "${EXAMPLE:-examples/mixbench-fourier}" "$TMP/mixbench-fourier"
 installed+=(mixbench-fourier)
 pip_install "$TMP/mixbench-fourier"
-mixbench plugins | grep -E "fourier|lion"
+plugins="$(mixbench plugins)"
+grep -q fourier <<<"$plugins"
+grep -q lion <<<"$plugins"
 mixbench list mixers | grep fourier
 mixbench list optimizers | grep lion
 
 step "bench it"
-mixbench bench --mixer fourier --quick --out "$TMP/runs"
-test -s "$(ls -d "$TMP"/runs/bench-*/ | head -n1)results.jsonl"
+mixbench bench --mixer fourier --quick --out "$TMP/fourier-bench"
+python .ci/check_rows.py "$TMP/fourier-bench"
 
 step "train it with its optimizer"
-mixbench train --mixer fourier --optimizer lion --task digits --steps 30 --out "$TMP/runs"
-test -s "$(ls -d "$TMP"/runs/train-*/ | head -n1)results.jsonl"
+mixbench train --mixer fourier --optimizer lion --task digits --steps 30 --out "$TMP/fourier-train"
+python .ci/check_rows.py "$TMP/fourier-train"
 
 step "its own tests"
-python -m pytest -q -p no:cacheprovider examples/mixbench-fourier
+python -m pytest -q -p no:cacheprovider "$TMP/mixbench-fourier"
 
 step "scaffold a new plugin and use it"
 (
@@ -63,6 +68,9 @@ installed+=(my-mixer)
 pip_install -e "$TMP/my-mixer"
 mixbench list mixers | grep my_mixer
 python -m pytest -q -p no:cacheprovider "$TMP/my-mixer"
-mixbench bench --mixer my_mixer --quick --out "$TMP/runs"
+mixbench bench --mixer my_mixer --quick --out "$TMP/my-bench"
+python .ci/check_rows.py "$TMP/my-bench"
+mixbench train --mixer my_mixer --task digits --steps 30 --out "$TMP/my-train"
+python .ci/check_rows.py "$TMP/my-train"
 
 step "example plugin checks passed"

@@ -42,6 +42,7 @@ CORE_COMMANDS: list[tuple[str, str, str]] = [
     ("leaderboard", "mixbench.commands.report", "leaderboard_command"),
     ("compare", "mixbench.commands.report", "compare_command"),
     ("plot", "mixbench.commands.report", "plot_command"),
+    ("report", "mixbench.commands.report", "report_command"),
     ("list", "mixbench.commands.registry", "list_command"),
     ("info", "mixbench.commands.registry", "info_command"),
     ("plugins", "mixbench.commands.registry", "plugins_command"),

@@ -14,7 +14,6 @@ hide the asymptote) in the legend, next to the complexity a reader expects.
 
 from __future__ import annotations
 
-import json
 import math
 import textwrap
 from collections.abc import Sequence
@@ -22,18 +21,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mixbench.errors import UsageError
-from mixbench.measure.stats import loglog_slope
+from mixbench.figure_data import curve_series, pareto_panels, scaling_series
 from mixbench.results import METRICS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from matplotlib.axes import Axes
+    from matplotlib.axis import XAxis, YAxis
     from matplotlib.figure import Figure
+    from matplotlib.ticker import Formatter
 
 PLOT_KINDS = ("scaling", "memory", "curves", "pareto")
 DPI = 200
 INSTALL_HINT = "plotting needs matplotlib: pip install 'mixbench[plot]'"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+LINESTYLES = ("-", "--", ":", "-.")
 
 
 def require_matplotlib() -> None:
@@ -54,7 +56,7 @@ def _new_figure(panels: int = 1, rows: int = 1) -> tuple[Figure, list[Axes]]:
     return fig, [ax for row in axes for ax in row]
 
 
-def _style(ax: Axes, index: int) -> dict[str, Any]:
+def _style(index: int) -> dict[str, Any]:
     color = f"C{index % 10}"
     return {"color": color, "marker": MARKERS[index % len(MARKERS)], "markersize": 5}
 
@@ -94,59 +96,74 @@ def _token_axis(ax: Axes, tokens: Sequence[float]) -> None:
     ax.set_xlabel("tokens N (sequence length or grid size)")
 
 
+def _plain_formatter() -> Formatter:
+    """Tick labels as plain numbers (1,000 and 0.5, never 10^3 or 5x10^-1)."""
+    from matplotlib.ticker import FuncFormatter
+
+    from mixbench.leaderboard import format_number
+
+    def label(value: float, _: Any) -> str:
+        text = format_number(value)
+        return text.rstrip("0").rstrip(".") if "." in text else text
+
+    return FuncFormatter(label)
+
+
+def _log_axis(axis: XAxis | YAxis, values: Sequence[float]) -> None:
+    """Log scale with sparse, plainly labelled ticks: 1-2-5 per decade over up to two
+    decades, one per decade beyond, and unlabelled minor ticks, so labels never collide."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    decades = math.log10(max(positive) / min(positive)) if positive else 0.0
+    if axis.axis_name == "x":
+        axis.axes.set_xscale("log")
+    else:
+        axis.axes.set_yscale("log")
+    if decades < 0.5:
+        subs: tuple[float, ...] = tuple(float(s) for s in range(1, 10))
+    else:
+        subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+    axis.set_major_formatter(_plain_formatter())
+    axis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10)), numticks=12))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot_scaling(
     frame: pd.DataFrame, metric: str = "latency_ms_median", title: str | None = None
 ) -> Figure:
     """One line per mixer of ``metric`` against token count, log-log, exponent in legend."""
-    from mixbench.leaderboard import build_leaderboard, describe_environment
+    from mixbench.leaderboard import describe_environment
 
-    board = build_leaderboard(frame, kind="bench", metric=metric)
-    if board.column_field != "tokens":
-        raise UsageError("a scaling plot needs bench results with a 'tokens' column")
+    board, series = scaling_series(frame, metric)
     fig, (ax,) = _new_figure()
     title = title or (
         "Latency scaling" if metric == "latency_ms_median" else f"Scaling of {board.metric.label}"
     )
-    scale = board.metric.display_scale
     all_y: list[float] = []
-    with_ci = False
-    for index, row in enumerate(board.row_order):
-        cells = [board.cell(row, t) for t in board.columns]
-        points = [
-            (float(c["tokens"]), c["value"] * scale, c["low"] * scale, c["high"] * scale)
-            for c in cells
-            if c is not None and c["status"] == "ok"
-        ]
-        if not points:
-            continue
-        xs, ys, lows, highs = zip(*points, strict=True)
-        all_y.extend(ys)
-        slope = loglog_slope(xs, ys)
-        label = " ".join(
-            [str(row[0])] + [f"{f}={v}" for f, v in zip(board.row_fields[1:], row[1:], strict=True)]
-        )
-        if slope is not None:
-            label += rf"  ($\propto N^{{{slope:.2f}}}$)"
-        has_ci = all(math.isfinite(v) for v in (*lows, *highs))
+    for index, line in enumerate(series):
+        all_y.extend(line.values)
+        label = line.label
+        if line.exponent is not None:
+            label += rf"  ($\propto N^{{{line.exponent:.2f}}}$)"
         bars = (
             [
-                [y - lo for y, lo in zip(ys, lows, strict=True)],
-                [hi - y for y, hi in zip(ys, highs, strict=True)],
+                [y - lo for y, lo in zip(line.values, line.low, strict=True)],
+                [hi - y for y, hi in zip(line.values, line.high, strict=True)],
             ]
-            if has_ci
+            if line.has_ci
             else None
         )
-        with_ci = with_ci or has_ci
-        ax.errorbar(xs, ys, yerr=bars, label=label, capsize=2, linewidth=1.5,
-                    **_style(ax, index))  # fmt: skip
-    if not all_y:
-        raise UsageError(f"no finished bench cells with {board.metric.name} to plot")
+        ax.errorbar(line.tokens, line.values, yerr=bars, label=label, capsize=2, linewidth=1.5,
+                    **_style(index))  # fmt: skip
     _token_axis(ax, board.columns)
-    ax.set_yscale("log" if _spans_decades(all_y) or len(board.columns) > 2 else "linear")
+    if _spans_decades(all_y) or len(board.columns) > 2:
+        _log_axis(ax.yaxis, all_y)
     ax.set_ylabel(board.metric.title())
     ax.grid(True, which="both", alpha=0.3)
     legend_title = "mixer (fitted exponent, largest 3 N)"
-    if with_ci:
+    if any(line.has_ci for line in series):
         legend_title += "\nbars: 95% CI of the median"
     fig.legend(loc="outside lower center", ncols=2, title=legend_title, fontsize="small",
                title_fontsize="small")  # fmt: skip
@@ -169,91 +186,35 @@ def plot_memory(frame: pd.DataFrame) -> Figure:
     return plot_scaling(frame, metric="peak_mem_bytes", title="Peak memory scaling")
 
 
-def _curve_points(path: str | None) -> list[dict[str, float]]:
-    """The evaluation points of a curves file, as records with step, time_s and val_acc.
-
-    The training runner stores columns (``{"eval": {"step": [...], "val_acc": [...]}}``);
-    a list of records is accepted as well.
-    """
-    if not isinstance(path, str):
-        return []
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return []
-    records: list[Any] = []
-    sections = (
-        [data] if isinstance(data, list) else list(data.values()) if isinstance(data, dict) else []
-    )
-    for section in sections:
-        if isinstance(section, list):
-            records.extend(section)
-        elif isinstance(section, dict) and isinstance(section.get("val_acc"), list):
-            columns = {k: v for k, v in section.items() if isinstance(v, list)}
-            records.extend(
-                dict(zip(columns, values, strict=False))
-                for values in zip(*columns.values(), strict=False)
-            )
-    points = [
-        p
-        for p in records
-        if isinstance(p, dict) and p.get("step") is not None and p.get("val_acc") is not None
-    ]
-    return sorted(points, key=lambda p: p["step"])
-
-
-def _mean_curve(runs: list[list[dict[str, float]]]) -> tuple[list[float], ...]:
-    """Mean (and min, max) val_acc and time over seeds, at the steps every seed has."""
-    steps = sorted(set.intersection(*({p["step"] for p in run} for run in runs)))
-    by_step = [{p["step"]: p for p in run} for run in runs]
-    mean_acc, low, high, mean_time = [], [], [], []
-    for step in steps:
-        accs = [100.0 * r[step]["val_acc"] for r in by_step]
-        times = [r[step].get("time_s", math.nan) for r in by_step]
-        mean_acc.append(sum(accs) / len(accs))
-        low.append(min(accs))
-        high.append(max(accs))
-        mean_time.append(sum(times) / len(times))
-    return [float(s) for s in steps], mean_acc, low, high, mean_time
-
-
 def plot_curves(frame: pd.DataFrame) -> Figure:
     """Validation accuracy against step and against wall time, per mixer and optimizer."""
+    series = curve_series(frame)
     train = frame[frame["kind"] == "train"] if "kind" in frame.columns else frame
-    if train.empty or "curves_file" not in train.columns:
-        raise UsageError("a curves plot needs train results (mixbench train) with curves")
-    series_fields = [
-        f
-        for f in ("mixer", "optimizer", "task")
-        if f in train.columns and (f != "task" or train[f].nunique() > 1)
-    ]
     fig, (by_step, by_time) = _new_figure(panels=2)
-    index, shaded = 0, False
-    for labels, group in train.groupby(series_fields, sort=True):
-        runs = [pts for pts in map(_curve_points, group["curves_file"]) if pts]
-        if not runs:
-            continue
-        steps, acc, low, high, times = _mean_curve(runs)
-        if not steps:
-            continue
-        labels = labels if isinstance(labels, tuple) else (labels,)
-        label = " / ".join(str(v) for v in labels)
-        if len(runs) > 1:
-            label += f" ({len(runs)} seeds)"
-        style = _style(by_step, index) | {"markersize": 3}
-        by_step.plot(steps, acc, label=label, **style)
-        by_time.plot(times, acc, label=label, **style)
-        if len(runs) > 1:
-            by_step.fill_between(steps, low, high, color=style["color"], alpha=0.15)
-            by_time.fill_between(times, low, high, color=style["color"], alpha=0.15)
+    shaded = False
+    mixers = sorted({line.keys[0] for line in series})
+    others = sorted({line.keys[1:] for line in series})
+    for line in series:
+        label = line.label + (f" ({line.seeds} seeds)" if line.seeds > 1 else "")
+        # Colour says the mixer; marker and dash say the optimizer (and task).
+        other = others.index(line.keys[1:])
+        style: dict[str, Any] = {
+            "color": f"C{mixers.index(line.keys[0]) % 10}",
+            "marker": MARKERS[other % len(MARKERS)],
+            "linestyle": LINESTYLES[other % len(LINESTYLES)],
+            "markersize": 3,
+        }
+        by_step.plot(line.steps, line.accuracy, label=label, **style)
+        by_time.plot(line.time_s, line.accuracy, label=label, **style)
+        if line.seeds > 1:
+            by_step.fill_between(line.steps, line.low, line.high, color=style["color"], alpha=0.15)
+            by_time.fill_between(line.time_s, line.low, line.high, color=style["color"], alpha=0.15)
             shaded = True
-        index += 1
-    if index == 0:
-        raise UsageError("no readable training curves (curves_file) in these results")
     by_step.set_xlabel("optimizer step")
     by_time.set_xlabel("wall time (s)")
-    if _spans_decades(by_time.get_xlim()) and by_time.get_xlim()[0] > 0:
-        by_time.set_xscale("log")
+    times = [t for line in series for t in line.time_s if t > 0]
+    if _spans_decades(times) and min(times) > 0:
+        _log_axis(by_time.xaxis, times)
     for ax in (by_step, by_time):
         ax.set_ylabel("validation accuracy (%)")
         ax.grid(True, alpha=0.3)
@@ -283,95 +244,56 @@ def plot_curves(frame: pd.DataFrame) -> Figure:
     return fig
 
 
-def _throughput(train: pd.DataFrame) -> tuple[pd.Series, str]:
-    """Training throughput per row in samples/s, from the median step time and batch size."""
-    import pandas as pd
-
-    batch = next((c for c in ("metrics.batch_size", "batch_size") if c in train.columns), None)
-    if "median_step_s" in train.columns and batch is not None:
-        step_s = pd.to_numeric(train["median_step_s"], errors="coerce")
-        return pd.to_numeric(train[batch], errors="coerce") / step_s, "samples/s"
-    if {"steps", "train_time_s"} <= set(train.columns):
-        return (
-            pd.to_numeric(train["steps"], errors="coerce")
-            / pd.to_numeric(train["train_time_s"], errors="coerce")
-        ), "steps/s"
-    raise UsageError(
-        "a pareto plot needs median_step_s and batch_size (or train_time_s) in the train rows"
-    )
-
-
 def plot_pareto(frame: pd.DataFrame, metric: str = "final_val_acc") -> Figure:
-    """Accuracy against training throughput, one point per mixer/optimizer, front drawn."""
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    """Accuracy against training throughput, one point per mixer/optimizer, front drawn.
 
-    if "kind" not in frame.columns or metric not in frame.columns:
-        raise UsageError(f"a pareto plot needs train results with {metric!r}")
-    train = frame[(frame["kind"] == "train") & (frame["status"] == "ok")].copy()
-    if train.empty:
-        raise UsageError("a pareto plot needs finished train results")
-    train["_x"], unit = _throughput(train)
-    train["_y"] = 100.0 * train[metric].astype(float)
-    tasks = sorted(train["task"].dropna().unique()) if "task" in train.columns else [None]
-    fig, axes = _new_figure(panels=len(tasks))
-    for ax, task in zip(axes, tasks, strict=True):
-        rows = train if task is None else train[train["task"] == task]
-        points = rows.groupby(["mixer", "optimizer"])[["_x", "_y"]].mean().dropna()
-        for index, ((mixer, optimizer), point) in enumerate(points.iterrows()):
-            ax.plot(
-                point["_x"],
-                point["_y"],
-                linestyle="none",
-                label=f"{mixer} / {optimizer}",
-                **_style(ax, index) | {"markersize": 7},
-            )
-        front = _pareto_front(list(zip(points["_x"], points["_y"], strict=True)))
-        ax.step(
-            [x for x, _ in front],
-            [y for _, y in front],
-            where="pre",
-            color="0.4",
-            linestyle="--",
-            linewidth=1,
-            label="Pareto front",
-        )
-        if _spans_decades(points["_x"].tolist()):
-            ax.set_xscale("log")
+    Colour says the mixer and the marker says the optimizer, each with its own legend, so
+    18 pairs read as 6 colours and 3 shapes rather than 18 look-alike symbols.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    panels = pareto_panels(frame, metric)
+    mixers = sorted({str(m) for p in panels for m in p.points["mixer"]})
+    optimizers = sorted({str(o) for p in panels for o in p.points["optimizer"]})
+    colour = {m: f"C{i % 10}" for i, m in enumerate(mixers)}
+    marker = {o: MARKERS[i % len(MARKERS)] for i, o in enumerate(optimizers)}
+    fig, axes = _new_figure(panels=len(panels))
+    for ax, panel in zip(axes, panels, strict=True):
+        for point in panel.points.to_dict("records"):
+            ax.plot(point["throughput"], point["accuracy"], linestyle="none", markersize=7,
+                    color=colour[str(point["mixer"])], marker=marker[str(point["optimizer"])],
+                    markeredgecolor="white", markeredgewidth=0.5)  # fmt: skip
+        ax.step([x for x, _ in panel.front], [y for _, y in panel.front], where="pre",
+                color="0.4", linestyle="--", linewidth=1)  # fmt: skip
+        throughputs = panel.points["throughput"].tolist()
+        if _spans_decades(throughputs):
+            _log_axis(ax.xaxis, throughputs)
         else:
             ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
-        ax.set_xlabel(f"training throughput ({unit}, higher is better)")
+            ax.xaxis.set_major_formatter(_plain_formatter())
+        ax.set_xlabel(f"training throughput ({panel.unit}, higher is better)")
         ax.set_ylabel(f"{METRICS[metric].label if metric in METRICS else metric} (%)")
-        subtitle = _context_text(rows, "train")
-        ax.set_title(
-            "\n".join(filter(None, [f"on {task}" if task else "", subtitle])),
-            fontsize="x-small",
-            color="0.3",
-        )
+        subtitle = _context_text(panel.rows, "train")
+        where = f"on {panel.task}, " if panel.task else ""
+        title = "\n".join(filter(None, [where + "mean over seeds", subtitle]))
+        ax.set_title(title, fontsize="x-small", color="0.3")
         ax.grid(True, which="both", alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(
-        handles,
-        labels,
-        loc="outside lower center",
-        ncols=3,
-        fontsize="small",
-        title="mixer / optimizer (mean over seeds)",
-        title_fontsize="small",
-    )
+    mixer_handles = [
+        Line2D([], [], linestyle="none", marker="o", markersize=7, color=colour[m], label=m)
+        for m in mixers
+    ]
+    optimizer_handles = [
+        Line2D([], [], linestyle="none", marker=marker[o], markersize=7, color="0.3", label=o)
+        for o in optimizers
+    ]
+    front_handle = Line2D([], [], color="0.4", linestyle="--", linewidth=1, label="Pareto front")
+    fig.legend(handles=mixer_handles, loc="outside right upper", title="mixer (colour)",
+               fontsize="small", title_fontsize="small")  # fmt: skip
+    fig.legend(handles=[*optimizer_handles, front_handle], loc="outside right lower",
+               title="optimizer (marker)", fontsize="small", title_fontsize="small")  # fmt: skip
     fig.suptitle("Accuracy vs training throughput", fontsize="medium")
     return fig
-
-
-def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points no other point beats on both throughput and accuracy, by throughput."""
-    front: list[tuple[float, float]] = []
-    best_y = -math.inf
-    for x, y in sorted(points, key=lambda p: (-p[0], -p[1])):
-        if y > best_y:
-            front.append((x, y))
-            best_y = y
-    return sorted(front)
 
 
 def plot(frame: pd.DataFrame, kind: str, output: Path | str | None = None) -> Figure:

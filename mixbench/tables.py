@@ -239,20 +239,24 @@ def markdown(rows: Sequence[Mapping[str, Any]], manifest: Mapping[str, Any] | No
         if manifest.get("command"):
             lines += [f"`{manifest['command']}`", ""]
     for table in standard_pivots(rows):
-        lines.append(f"## {table.title} ({table.unit})")
-        lines.append("")
-        header = ["mixer", *table.headers, "exp.", "stated"]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 2) + ["---"]) + "|")
-        for i, label in enumerate(table.labels):
-            cells = [
-                f"**{text}**" if table.best[col] == i else text
-                for col, text in enumerate(table.texts[i])
-            ]
-            exp = _exp_text(table.exponents[i])
-            lines.append("| " + " | ".join([label, *cells, exp, table.complexity[i]]) + " |")
-        lines.append("")
+        lines += [f"## {table.title} ({table.unit})", "", pivot_markdown(table)]
     lines.append(LEGEND + ".")
+    return "\n".join(lines) + "\n"
+
+
+def pivot_markdown(table: Pivot) -> str:
+    """One pivot as a Markdown table: best per column in bold, then exponent and stated
+    complexity (the README quotes these for single metrics)."""
+    header = ["mixer", *table.headers, "exp.", "stated"]
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 2) + ["---"]) + "|")
+    for i, label in enumerate(table.labels):
+        cells = [
+            f"**{text}**" if table.best[col] == i else text
+            for col, text in enumerate(table.texts[i])
+        ]
+        exp = _exp_text(table.exponents[i])
+        lines.append("| " + " | ".join([label, *cells, exp, table.complexity[i]]) + " |")
     return "\n".join(lines) + "\n"
 
 

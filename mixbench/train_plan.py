@@ -51,9 +51,9 @@ def plan_train(options: TrainOptions) -> TrainPlan:
     optimizer are built once, so a bad option raises a UsageError for the whole run and a
     cell that cannot work with its input (a window larger than the grid) gets a skip reason."""
     from mixbench import train
-    from mixbench.registry import scope_options
     from mixbench.environment import resolve_device
     from mixbench.plugins import get_registry
+    from mixbench.registry import scope_options
 
     registry = get_registry()
     raw = {

@@ -20,12 +20,15 @@ Usage::
     python results/regenerate.py                 # run and render every study
     python results/regenerate.py lsh_scaling     # only the studies named
     python results/regenerate.py --render-only   # re-render from the committed rows
+
+Either way the README's quoted tables are then replaced by their new renderings.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +80,32 @@ def render_study(name: str, module: ModuleType, root: Path = HERE) -> list[Path]
     return written
 
 
+README = HERE.parent / "README.md"
+QUOTE = re.compile(
+    r"(<!-- table: (?P<path>results/[^ ]+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S
+)
+
+
+def sync_readme(readme: Path = README) -> list[str]:
+    """Replace every quoted table in the README by its file; return the paths replaced."""
+    text = readme.read_text(encoding="utf-8")
+    replaced: list[str] = []
+
+    def quote(match: re.Match[str]) -> str:
+        path = readme.parent / match["path"]
+        if not path.is_file():
+            raise SystemExit(f"README quotes {match['path']}, which no study wrote")
+        body = path.read_text(encoding="utf-8")
+        if not body.endswith("\n"):
+            body += "\n"
+        if body != match["body"]:
+            replaced.append(match["path"])
+        return match.group(1) + body + match.group(4)
+
+    readme.write_text(QUOTE.sub(quote, text), encoding="utf-8")
+    return replaced
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("studies", nargs="*", help="study names (default: all)")
@@ -88,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
             module.run(HERE)
         for path in render_study(name, module):
             print(f"wrote {path.relative_to(HERE.parent)}")
+    for path in sync_readme():
+        print(f"README: re-quoted {path}")
 
 
 if __name__ == "__main__":

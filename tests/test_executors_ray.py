@@ -1,7 +1,8 @@
 """The ray executor on a local Ray instance, started once for this module (about 10 s).
 
 Skipped, with the reason, where ray is not installed (it is the optional extra
-``mixbench[ray]``); the error a user gets without it is tested without Ray.
+``mixbench[ray]``), but failed under CI (``CI=true``), where the test extra installs it; the
+error a user gets without it is tested without Ray.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ci import import_or_skip
 
 from mixbench.errors import UsageError
 from mixbench.executors import Finished, Job, StopRequest, create_executor, run_jobs
@@ -57,7 +59,7 @@ def job(name: str, **config: Any) -> Job:
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[Any]:
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'mixbench[ray]')")
+    ray = import_or_skip("ray", "ray is not installed (pip install 'mixbench[ray]')")
     # Workers import this module's runners by name: put tests/ on their path.
     path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
     ray.init(

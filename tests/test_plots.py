@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from mixbench.cli import app
 from mixbench.errors import UsageError
+from mixbench.figure_data import pareto_front
 from mixbench.leaderboard import BEST_MARK
-from mixbench.plots import DPI, _pareto_front, plot
+from mixbench.plots import DPI, plot
 from mixbench.results import load_results
 
 runner = CliRunner()
@@ -101,7 +102,7 @@ def test_pareto_front_and_axes(train_dir: Path, tmp_path: Path) -> None:
     assert "Pareto front" in legend_texts(figure)
     # attention/sgd is slower and less accurate than attention/adam: dominated.
     points = [(1.0, 98.0), (1.0, 91.0), (4.0, 32.0), (10.0, 6.5)]
-    assert _pareto_front(points) == [(1.0, 98.0), (4.0, 32.0), (10.0, 6.5)]
+    assert pareto_front(points) == [(1.0, 98.0), (4.0, 32.0), (10.0, 6.5)]
 
 
 def test_cli_plot_writes_png(bench_frame, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -140,3 +141,68 @@ def test_write_report_regenerates_every_artifact(train_dir: Path, tmp_path: Path
     assert names == ["curves.png", "leaderboard.csv", "leaderboard.json", "leaderboard.md",
                      "pareto.png"]  # fmt: skip
     assert BEST_MARK in (tmp_path / "report" / "leaderboard.md").read_text()
+
+
+def overlapping_tick_labels(figure) -> list[str]:  # type: ignore[no-untyped-def]
+    """Pairs of drawn tick labels (major or minor, on any axis) whose boxes intersect."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    found = []
+    for ax in figure.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            boxes = []
+            for minor in (False, True):
+                locs = axis.get_minorticklocs() if minor else axis.get_majorticklocs()
+                labels = axis.get_ticklabels(minor=minor)
+                for loc, label in zip(locs, labels, strict=False):
+                    if label.get_visible() and label.get_text() and low <= loc <= high:
+                        boxes.append((label.get_text(), label.get_window_extent(renderer)))
+            for i, (text, box) in enumerate(boxes):
+                for other, other_box in boxes[i + 1 :]:
+                    if box.overlaps(other_box):
+                        found.append(f"{axis.axis_name}: {text!r} overlaps {other!r}")
+    return found
+
+
+REPO_RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+@pytest.mark.parametrize(
+    ("run", "kind"),
+    [("bench", "scaling"), ("bench", "memory"), ("train", "curves"), ("train", "pareto")],
+)
+def test_no_tick_labels_overlap_on_the_committed_figures(run: str, kind: str) -> None:
+    figure = plot(load_results(REPO_RESULTS / run), kind)
+    assert overlapping_tick_labels(figure) == []
+
+
+def test_the_overlap_check_catches_crowded_ticks() -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(2, 2))
+    ax = figure.subplots()
+    ax.plot([300, 450], [1, 2])
+    ax.set_xticks([300, 310, 320], labels=["3x10^2", "3.1x10^2", "3.2x10^2"])
+    assert overlapping_tick_labels(figure)
+
+
+def test_pareto_colour_is_the_mixer_and_marker_the_optimizer(train_dir: Path) -> None:
+    figure = plot(load_results(train_dir), "pareto")
+    (ax,) = figure.axes
+    points = [line for line in ax.get_lines() if line.get_linestyle() == "None"]
+    style = {(line.get_color(), line.get_marker()) for line in points}
+    colours = {c for c, _ in style}
+    markers = {m for _, m in style}
+    assert len(points) == 4 and len(colours) == 3 and len(markers) == 2  # 3 mixers, 2 optimizers
+    by_colour: dict[str, set[str]] = {}
+    for colour, marker in style:
+        by_colour.setdefault(colour, set()).add(marker)
+    assert sorted(len(m) for m in by_colour.values()) == [1, 1, 2]  # attention: adam and sgd
+    titles = [legend.get_title().get_text() for legend in figure.legends]
+    assert titles == ["mixer (colour)", "optimizer (marker)"]
+    assert legend_texts(figure) == ["attention", "identity", "pooling", "adam", "sgd",
+                                    "Pareto front"]  # fmt: skip

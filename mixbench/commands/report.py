@@ -1,5 +1,5 @@
-"""``mixbench leaderboard``, ``compare`` and ``plot``: turn run directories into tables,
-verdicts and figures.
+"""``mixbench leaderboard``, ``compare``, ``plot`` and ``report``: turn run directories into
+tables, verdicts, figures and an HTML site.
 
 Nothing heavy is imported at module level (pandas, matplotlib, torch): the CLI imports this
 module at start-up for its signatures, and ``mixbench --help`` must stay fast.
@@ -88,6 +88,11 @@ def leaderboard_command(
 
     fields = [f.strip() for f in group_by.split(",") if f.strip()] if group_by else None
     board = build_leaderboard(results.frame, kind=kind, metric=metric, group_by=fields)
+    if fmt == "html":
+        from mixbench.site import leaderboard_page
+
+        _write(leaderboard_page(board), output)
+        return
     _write(board.render(fmt), output)
 
 
@@ -155,6 +160,38 @@ def plot_command(
     target = output or Path(f"{kind}.png")
     plot(results.frame, kind, target)
     _stderr().print(f"wrote {target}")
+
+
+def report_command(
+    run_dirs: list[Path] = typer.Argument(
+        ...,
+        help="Run directories (searched recursively) or results.jsonl files.",
+        show_default=False,
+    ),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Directory to write index.html into.", show_default=False
+    ),
+    compare: tuple[Path, Path] | None = typer.Option(
+        None,
+        "--compare",
+        help="BASE NEW: also judge NEW against BASE cell by cell, regressions marked.",
+        show_default=False,
+    ),
+    threshold: str = typer.Option(
+        "5%", "--threshold", help="Smallest change --compare counts, e.g. 5%."
+    ),
+) -> None:
+    """Write a static HTML report (opens from file://, no server): provenance, sortable
+    leaderboards, interactive charts and, with --compare, a comparison."""
+    from mixbench.compare import parse_threshold
+    from mixbench.site import build_site
+
+    limit = parse_threshold(threshold)
+    for path in [*run_dirs, *(compare or ())]:
+        if not path.exists():
+            raise UsageError(f"{path}: no such run directory or results file")
+    index = build_site(run_dirs, output, compare=compare, threshold=limit)
+    _stderr().print(f"wrote {index}")
 
 
 def write_report(run_dirs: list[Path], out_dir: Path, kind: str) -> list[Path]:
