@@ -125,7 +125,7 @@ def planned(
     ``settings["row"]`` holds fields the runner adds to the row (a tuned cell's
     ``lr_tuning`` record); ``settings["progress"]`` what the cell prints as it trains.
     """
-    from mixbench.sweep import PlannedCell
+    from mixbench.driver import PlannedCell
 
     def settings(key: str) -> dict[str, Any]:
         row = {"row": dict(annotations[key])} if key in annotations else {}
