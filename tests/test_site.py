@@ -154,8 +154,9 @@ def test_leaderboard_html_is_a_full_sortable_page(browser: Any, tmp_path: Path) 
 
 
 def test_compare_marks_each_regression(tmp_path: Path) -> None:
-    base = write_bench_run(tmp_path / "base", seed=1)
-    new = write_bench_run(tmp_path / "new", slowdown=1.5, seed=2)
+    # Five processes a side: compare judges process-level samples, and fewer cannot be judged.
+    base = write_bench_run(tmp_path / "base", seed=1, processes=5)
+    new = write_bench_run(tmp_path / "new", slowdown=1.5, seed=2, processes=5)
     site = tmp_path / "site"
     args = ["report", str(base), "--compare", str(base), str(new), "--output", str(site)]
     result = runner.invoke(app, args)
