@@ -172,7 +172,11 @@ def mlp_case() -> Case:
 def _lsh_pair(tokens: int, across: bool, n_hashes: int = 4) -> tuple[nn.Module, nn.Module]:
     from reformer_pytorch import LSHSelfAttention
 
-    options = {"bucket_size": 64, "n_hashes": n_hashes, "attend_across_buckets": across}
+    options: dict[str, Any] = {
+        "bucket_size": 64,
+        "n_hashes": n_hashes,
+        "attend_across_buckets": across,
+    }
     peer = LSHSelfAttention(64, heads=4, **options)
     ours = mixbench.create_mixer("lsh", dim=64, grid=(tokens,), num_heads=4, **options)
     qkv = torch.cat([peer.toqk.weight, peer.tov.weight])

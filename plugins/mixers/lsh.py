@@ -256,7 +256,7 @@ class LSHAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         self._last_fused = x.device.type == "cpu" and dropout == 0.0
         if self._last_fused:
-            out, lse = _FusedChunks.apply(gathered, mask, size, head_dim**-0.5)
+            out, lse = _FusedChunks.apply(gathered, mask, size, head_dim**-0.5)  # type: ignore[no-untyped-call]
         else:
             out, lse = _attend_explicit(gathered, mask, size, head_dim**-0.5, dropout)
 
