@@ -58,8 +58,8 @@ def results(session: nox.Session) -> None:
     """Regenerate the committed example leaderboards and plots in results/ (about 12 min on
     a 2-core CPU; run it on a quiet machine)."""
     session.install(TORCH)
-    session.install("-e", ".[test]")
-    session.run("python", "results/regenerate.py")
+    session.install("-e", ".[test]", "nox")  # the peers study runs `nox -s peers`
+    session.run("python", "results/regenerate.py", *session.posargs)
 
 
 PEER_TORCH = ("torch==2.14.1", "torchvision==0.29.1")
