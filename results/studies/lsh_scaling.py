@@ -90,7 +90,11 @@ def _crossover(ours: dict[int, float], theirs: dict[int, float]) -> str:
         if ours[n] >= theirs[n]:
             break
         ahead_from = n
-    return f"not reached up to N={common[-1]}" if ahead_from is None else f"N={ahead_from}"
+    if ahead_from is None:
+        return f"not reached up to N={common[-1]}"
+    if ahead_from == common[0]:
+        return f"N<={ahead_from} (ahead at every N measured)"
+    return f"N={ahead_from}"
 
 
 def render(root: Path) -> dict[str, str]:
