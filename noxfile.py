@@ -59,8 +59,8 @@ def results(session: nox.Session) -> None:
     """Rerun every study in results/studies and re-render its tables and plots (run it on a
     quiet machine; ``python results/regenerate.py STUDY`` reruns one)."""
     session.install(TORCH)
-    session.install("-e", ".[test]")
-    session.run("python", "results/regenerate.py")
+    session.install("-e", ".[test]", "nox")  # the peers study runs `nox -s peers`
+    session.run("python", "results/regenerate.py", *session.posargs)
 
 
 PEER_TORCH = ("torch==2.14.1", "torchvision==0.29.1")

@@ -4,9 +4,10 @@ Run by ``nox -s peers`` in its own environment (timm 1.0, reformer-pytorch 1.4).
 builds a mixbench mixer and its peer for the same function on the same shape, then, in this
 one process, times both (``torch.utils.benchmark``, 2 threads, blocked autorange medians) in
 inference (``torch.no_grad``) and training (forward and backward of a fixed output
-gradient), alternating mixbench and peer measurements so that load on the machine hits both
-alike. It prints mixbench time / peer time, and checks that the two compute the same
-function where they should, with the peer's weights copied into the mixbench module:
+gradient), in back-to-back (mixbench, peer) pairs so that load on the machine hits both
+alike; the ratio is the median over the pairs. It prints mixbench time / peer time, and
+checks that the two compute the same function where they should, with the peer's weights
+copied into the mixbench module:
 
 * attention: timm ``Attention`` (same qkv layout, same SDPA call);
 * window: the attention path of timm's ``SwinTransformerBlock`` (``_attn``: cyclic shift,
@@ -41,7 +42,7 @@ from torch.utils import benchmark
 import mixbench
 
 THREADS = 2
-REPEATS = 3  # alternating (mixbench, peer) measurement pairs per mode; medians taken
+REPEATS = 9  # back-to-back (mixbench, peer) measurement pairs per mode
 
 
 @dataclass
@@ -172,7 +173,11 @@ def mlp_case() -> Case:
 def _lsh_pair(tokens: int, across: bool, n_hashes: int = 4) -> tuple[nn.Module, nn.Module]:
     from reformer_pytorch import LSHSelfAttention
 
-    options = {"bucket_size": 64, "n_hashes": n_hashes, "attend_across_buckets": across}
+    options: dict[str, Any] = {
+        "bucket_size": 64,
+        "n_hashes": n_hashes,
+        "attend_across_buckets": across,
+    }
     peer = LSHSelfAttention(64, heads=4, **options)
     ours = mixbench.create_mixer("lsh", dim=64, grid=(tokens,), num_heads=4, **options)
     qkv = torch.cat([peer.toqk.weight, peer.tov.weight])
@@ -229,7 +234,9 @@ def _timer(module: nn.Module, x: torch.Tensor, training: bool) -> benchmark.Time
 
 
 def measure(case: Case, training: bool, min_run_time: float) -> dict[str, float]:
-    """Medians (s) of mixbench and peer, measured alternately ``REPEATS`` times each."""
+    """Medians (s) of mixbench and peer over ``REPEATS`` back-to-back pairs, and the median
+    of the pairs' ratios. On a shared machine the load drifts within seconds; a pair sees
+    nearly the same load, so the median pair ratio is steadier than a ratio of medians."""
     timers = {
         "mixbench": _timer(case.ours, case.ours_input, training),
         "peer": _timer(case.peer, case.peer_input(case.ours_input), training),
@@ -238,8 +245,13 @@ def measure(case: Case, training: bool, min_run_time: float) -> dict[str, float]
     for _ in range(REPEATS):
         for name, timer in timers.items():
             samples[name].append(timer.blocked_autorange(min_run_time=min_run_time).median)
-    medians = {name: sorted(values)[len(values) // 2] for name, values in samples.items()}
-    return {**medians, "ratio": medians["mixbench"] / medians["peer"]}
+    ratios = [ours / peer for ours, peer in zip(samples["mixbench"], samples["peer"], strict=True)]
+    medians = {name: _median(values) for name, values in samples.items()}
+    return {**medians, "ratio": _median(ratios)}
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 def check_equal(case: Case) -> float | None:
@@ -281,7 +293,7 @@ def environment() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="write peers.json into this directory")
-    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per median")
+    parser.add_argument("--min-run-time", type=float, default=0.3, help="seconds per block")
     parser.add_argument("--only", help="comma list of case name prefixes")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
@@ -294,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
         case.ours.eval()
         case.peer.eval()
     rows = []
-    print(f"mixbench / peer, medians of {REPEATS} alternating blocked-autorange runs")
+    print(f"mixbench / peer: median ratio of {REPEATS} back-to-back blocked-autorange pairs")
     for case in cases:
         row: dict[str, Any] = {"case": case.name, "shape": case.shape}
         for mode, training in (("inference", False), ("training", True)):

@@ -238,13 +238,22 @@ class LSHAttention(nn.Module):
             order = F.pad(order, pad, value=0)
             sorted_buckets = F.pad(sorted_buckets, pad, value=self.n_buckets)
 
+        # Where each token sits in each sorted round (the real tokens fill its first N slots),
+        # as a row of the (B * heads * rounds * L) sorted rows.
+        undo = torch.empty_like(order[..., :tokens])
+        positions = torch.arange(tokens, device=x.device).expand_as(undo)
+        undo.scatter_(-1, order[..., :tokens], positions)  # position -> sorted slot
+        slots = torch.arange(batch * heads * rounds, device=x.device).view(batch, heads, rounds, 1)
+        unsort_rows = (undo + slots * length).flatten()
+
         # One gather of [q | k | v] rows into the look-back layout: the round's last chunk,
         # then all its chunks, so chunk c's keys are rows [c * S, c * S + 2S).
         source = torch.cat([qk, F.normalize(qk, dim=-1), v], dim=-1).flatten(0, 2)
         with_look_back = torch.cat([order[..., -size:], order], dim=-1)
         base = torch.arange(batch * heads, device=x.device).view(batch, heads, 1, 1)
         rows = (with_look_back + base * tokens).flatten()
-        gathered = source.index_select(0, rows).view(batch * heads * rounds, length + size, -1)
+        gathered = _GatherLookBack.apply(source, rows, unsort_rows, rounds, length, size)  # type: ignore[no-untyped-call]
+        gathered = gathered.view(batch * heads * rounds, length + size, -1)
 
         mask = self._chunk_mask(x.device, x.dtype)
         if not self.attend_across_buckets:
@@ -257,19 +266,14 @@ class LSHAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         self._last_fused = x.device.type == "cpu" and dropout == 0.0
         if self._last_fused:
-            out, lse = _FusedChunks.apply(gathered, mask, size, head_dim**-0.5)
+            out, lse = _FusedChunks.apply(gathered, mask, size, head_dim**-0.5)  # type: ignore[no-untyped-call]
         else:
             out, lse = _attend_explicit(gathered, mask, size, head_dim**-0.5, dropout)
 
-        # Back to positions (the real tokens fill each round's first N slots), then weight
-        # each round by the softmax over the rounds' logsumexps.
-        undo = torch.empty_like(order[..., :tokens])
-        positions = torch.arange(tokens, device=x.device).expand_as(undo)
-        undo.scatter_(-1, order[..., :tokens], positions)  # position -> sorted slot
-        slots = torch.arange(batch * heads * rounds, device=x.device).view(batch, heads, rounds, 1)
-        rows = (undo + slots * length).flatten()
-        out = out.reshape(-1, head_dim).index_select(0, rows).view(*undo.shape, head_dim)
-        lse = lse.reshape(-1).index_select(0, rows).view(undo.shape)  # (B, heads, rounds, N)
+        # Back to positions, then weight each round by the softmax over the rounds'
+        # logsumexps.
+        out = out.reshape(-1, head_dim).index_select(0, unsort_rows).view(*undo.shape, head_dim)
+        lse = lse.reshape(-1).index_select(0, unsort_rows).view(undo.shape)  # (B, heads, rounds, N)
         self._last_self_only = (lse < _mask_values(x.dtype)[0] / 2).detach()
         weights = lse.softmax(dim=2).to(out.dtype).unsqueeze(-1)  # the kernel gives float32 lse
         y = (out * weights).sum(dim=2)  # (B, heads, N, head_dim)
@@ -416,6 +420,40 @@ def _chunk_views(
         for i in (1, 2)
     )
     return q, k, v
+
+
+class _GatherLookBack(torch.autograd.Function):
+    """``source.index_select(0, rows)`` into the look-back layout, with a backward that
+    gathers instead of scattering: each token's gradient is read from its slot in every
+    round (after adding each round's look-back copy of its last chunk onto that chunk) and
+    summed over the rounds. ``index_select``'s own backward scatter-adds every gathered row,
+    with an index expanded to every element, the slowest part of an LSH backward on CPU."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        source: torch.Tensor,
+        rows: torch.Tensor,
+        unsort_rows: torch.Tensor,
+        rounds: int,
+        length: int,
+        size: int,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(unsort_rows)
+        ctx.rounds, ctx.length, ctx.size, ctx.source_rows = rounds, length, size, source.shape[0]
+        return source.index_select(0, rows)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None, None]:
+        (unsort_rows,) = ctx.saved_tensors
+        rounds, length, size, features = ctx.rounds, ctx.length, ctx.size, grad.shape[-1]
+        windows = grad.view(-1, length + size, features)
+        folded = windows[:, size:].clone()
+        folded[:, length - size :] += windows[:, :size]
+        tokens = ctx.source_rows * rounds // windows.shape[0]  # per (sample, head)
+        picked = folded.view(-1, features).index_select(0, unsort_rows)
+        grad_source = picked.view(-1, rounds, tokens, features).sum(dim=1).view(-1, features)
+        return grad_source, None, None, None, None, None
 
 
 class _FusedChunks(torch.autograd.Function):

@@ -42,8 +42,9 @@ def render(root: Path) -> dict[str, str]:
         )
     lines += [
         "",
-        f"mixbench time / peer time, medians; measured {env['date']} on {env['cpu']}, "
-        f"{env['cores']} cores, {env['threads']} torch threads, torch {env['torch']}, "
+        "mixbench time / peer time, median over back-to-back pairs; measured "
+        f"{env['date']} on {env['cpu']}, {env['cores']} cores, {env['threads']} torch threads, "
+        f"torch {env['torch']}, "
         f"timm {env['timm']}, reformer-pytorch {env['reformer_pytorch']}; load average "
         f"{env['load_average_start']:.1f} at the start.",
     ]
