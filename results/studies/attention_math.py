@@ -19,6 +19,7 @@ ARGS = [
     "bench",
     *("--mixer", "attention", "--mixer", "lsh", "--mixer-option", "attention.backend=math"),
     *("--tokens", "512,1024,2048,4096", "--dim", "64"),
+    *("--processes", "1"),  # a memory study: peak bytes do not vary between processes
 ]
 
 
