@@ -319,8 +319,34 @@ class MetaFormer(nn.Module):
             self.embed = nn.Linear(spec.in_channels, dim)
         return (spec.seq_len,)
 
+    def expected_input(self) -> tuple[int, ...]:
+        """The shape of one example this model was built for (no batch axis)."""
+        spec = self.spec
+        if spec.kind == "image":
+            return (spec.in_channels, *spec.image_size)
+        if spec.kind == "tokens":
+            return (spec.seq_len,)
+        return (spec.seq_len, spec.in_channels)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        """Refuse an input of another shape with what the model was built for, rather than
+        failing deep inside a block with a shape mismatch that names neither."""
+        expected = self.expected_input()
+        if tuple(x.shape[1:]) != expected:
+            built = {
+                "image": "images (batch, channels, height, width)",
+                "tokens": "token ids (batch, tokens)",
+                "features": "features (batch, tokens, features)",
+            }[self.spec.kind]
+            raise ValueError(
+                f"this {self.mixer_name!r} model was built for {built} of shape "
+                f"(batch, {', '.join(map(str, expected))}); got {tuple(x.shape)}. Build it "
+                f"for this input (create_model(..., image_size=..., seq_len=...))"
+            )
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, N, C) after the last stage."""
+        self._check_input(x)
         if self.spec.kind == "image":
             x, _ = _image_to_tokens(self.embed(x))
         else:

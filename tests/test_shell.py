@@ -66,3 +66,16 @@ def test_bad_inputs_are_usage_errors() -> None:
         mixbench.create_model("pooling", preset="tiny", seq_len=16)
     with pytest.raises(UsageError, match="isotropic"):
         mixbench.create_model("pooling", preset="s12", dim=32)
+
+
+def test_an_input_of_another_size_says_what_the_model_was_built_for() -> None:
+    model = mixbench.create_model("pooling", preset="tiny", num_classes=10, image_size=32)
+    built = r"built for images .* \(batch, 3, 32, 32\); got \(2, 3, 16, 16\)"
+    with pytest.raises(ValueError, match=built):
+        model(torch.randn(2, 3, 16, 16))
+    tokens = mixbench.create_model(
+        "identity", preset="tiny", num_classes=4, seq_len=8, vocab_size=5
+    )
+    with pytest.raises(ValueError, match=r"token ids .* \(batch, 8\); got \(2, 9\)"):
+        tokens(torch.zeros(2, 9, dtype=torch.long))
+    assert tokens(torch.zeros(2, 8, dtype=torch.long)).shape == (2, 4)
