@@ -54,7 +54,16 @@ def provenance(run_dir: Path) -> str:
     noisy = sum(bool((row.get("metrics") or {}).get("noisy")) for row in rows)
     tally = f"{len(rows)} cells, {failed} not ok"
     if manifest.get("kind") == "bench":
-        tally += f", {noisy} flagged noisy (IQR/median > 10 %)"
+        processes = sorted({int((row.get("metrics") or {}).get("processes") or 1) for row in rows})
+        per_cell = "/".join(map(str, processes))
+        tally += (
+            f", {per_cell} process(es) per cell, {noisy} flagged noisy (IQR/median > 10 %, "
+            "over the process medians when a cell has several)"
+        )
+        version = max((int(row.get("conventions_version") or 0) for row in rows), default=0)
+        lines.append(
+            f"FLOPs shown: none; memory as defined in docs/conventions.md, version {version}"
+        )
     lines.append(f"{tally}. Command: `{command}`")
     return "  \n".join(lines) + "\n"
 

@@ -139,11 +139,15 @@ def render(root: Path) -> dict[str, str]:
     lines.append("")
 
     peak_gflops = (manifest.get("probe") or {}).get("matmul_gflops")
-    fractions = _metric(flash, "frac_peak_flops")
-    rates = _metric(flash, "gflops_per_s")
+    # Executed FLOPs (docs/conventions.md): hardware efficiency is about what the kernels
+    # did. Rows from before conventions version 1 name the same figure without a prefix.
+    fractions = _metric(flash, "executed_frac_peak_flops") or _metric(flash, "frac_peak_flops")
+    rates = _metric(flash, "executed_gflops_per_s") or _metric(flash, "gflops_per_s")
+    version = max((int(row.get("conventions_version") or 0) for row in flash), default=0)
     lines += [
-        f"LSH's achieved arithmetic rate (FLOPs counted plus analytic extras, per second) "
-        f"against the run's probed matmul peak of {peak_gflops:.1f} GFLOP/s:",
+        f"LSH's achieved arithmetic rate (executed FLOPs: the counter's plus analytic extras, "
+        f"conventions version {version}, docs/conventions.md; per second) against the run's "
+        f"probed matmul peak of {peak_gflops:.1f} GFLOP/s:",
         "",
         "| N | GFLOP/s | fraction of peak |",
         "|---:|---:|---:|",
