@@ -21,6 +21,7 @@ from typing import Any
 
 from mixbench.bench_options import BenchOptions, BenchPlan, plan_bench
 from mixbench.errors import UsageError
+from mixbench.store import check_writable
 
 LOAD_WINDOW_S = 1.0
 
@@ -35,16 +36,6 @@ class BenchRun:
     resumed: bool
     busy_cores: float | None  # sampled just before the run (None: not measurable here)
     cores: int
-
-
-def check_writable(out: Path) -> None:
-    """``--out`` can hold a run directory: created now if missing, else a usage error."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {out}: cannot create it ({exc.strerror})") from None
-    if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: not a writable directory")
 
 
 def cells_hash(keys: Sequence[str]) -> str:

@@ -208,3 +208,13 @@ def find_results(paths: Iterable[Path | str]) -> Iterator[Path]:
 def safe_name(text: str) -> str:
     """A file-name-safe version of ``text``."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def check_writable(out: Path) -> None:
+    """``--out`` can hold a run directory: created now if missing, else a usage error."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create it ({exc.strerror})") from None
+    if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: not a writable directory")

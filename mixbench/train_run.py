@@ -11,7 +11,6 @@ the cells with no row yet, never one twice.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 
 from mixbench.errors import UsageError
 from mixbench.plan import Cell
-from mixbench.store import SCHEMA_VERSION, RunDir, read_manifest, utc_now
+from mixbench.store import SCHEMA_VERSION, RunDir, check_writable, read_manifest, utc_now
 from mixbench.train_options import TrainOptions
 from mixbench.train_plan import TrainPlan, plan_train
 
@@ -34,16 +33,6 @@ class TrainRun:
     run: RunDir
     plan: TrainPlan
     resumed: bool
-
-
-def check_writable(out: Path) -> None:
-    """``--out`` can hold a run directory: created now if missing, else a usage error."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {out}: cannot create it ({exc.strerror})") from None
-    if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: not a writable directory")
 
 
 def cells_hash(cells: Sequence[Cell]) -> str:
