@@ -64,6 +64,8 @@ def provenance(run_dir: Path) -> str:
         lines.append(
             f"FLOPs shown: none; memory as defined in docs/conventions.md, version {version}"
         )
+    else:
+        lines.append("FLOPs shown: none; conventions: docs/conventions.md")
     lines.append(f"{tally}. Command: `{command}`")
     return "  \n".join(lines) + "\n"
 
