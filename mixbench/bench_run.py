@@ -44,18 +44,9 @@ def cells_hash(keys: Sequence[str]) -> str:
 
 def recorded_options(run_dir: Path) -> BenchOptions:
     """The options a bench run directory was started with."""
-    from mixbench.store import read_manifest
+    from mixbench.store import recorded_options as recorded
 
-    if not run_dir.is_dir():
-        raise UsageError(f"--resume {run_dir}: no such run directory")
-    manifest = read_manifest(run_dir)
-    recorded = manifest.get("bench_options")
-    if manifest.get("kind") != "bench" or not isinstance(recorded, Mapping):
-        raise UsageError(
-            f"--resume {run_dir}: not a resumable bench run (its manifest records no "
-            "bench_options; runs from before resume existed cannot be resumed)"
-        )
-    values = dict(recorded)
+    values = dict(recorded(run_dir, "bench"))
     for name in ("mixers", "optimizers", "tokens", "image_sizes"):
         values[name] = tuple(values.get(name) or ())
     return BenchOptions(**values)

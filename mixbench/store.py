@@ -218,3 +218,18 @@ def check_writable(out: Path) -> None:
         raise UsageError(f"--out {out}: cannot create it ({exc.strerror})") from None
     if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: not a writable directory")
+
+
+def recorded_options(run_dir: Path, kind: str) -> Mapping[str, Any]:
+    """The options a ``kind`` run directory was started with (its manifest's
+    ``<kind>_options``), for ``--resume``; a usage error for anything else."""
+    if not run_dir.is_dir():
+        raise UsageError(f"--resume {run_dir}: no such run directory")
+    manifest = read_manifest(run_dir)
+    recorded = manifest.get(f"{kind}_options")
+    if manifest.get("kind") != kind or not isinstance(recorded, Mapping):
+        raise UsageError(
+            f"--resume {run_dir}: not a resumable {kind} run (its manifest records no "
+            f"{kind}_options; runs from before resume existed cannot be resumed)"
+        )
+    return recorded

@@ -42,16 +42,9 @@ def cells_hash(cells: Sequence[Cell]) -> str:
 
 def recorded_options(run_dir: Path) -> TrainOptions:
     """The options a train run directory was started with."""
-    if not run_dir.is_dir():
-        raise UsageError(f"--resume {run_dir}: no such run directory")
-    manifest = read_manifest(run_dir)
-    recorded = manifest.get("train_options")
-    if manifest.get("kind") != "train" or not isinstance(recorded, Mapping):
-        raise UsageError(
-            f"--resume {run_dir}: not a resumable train run (its manifest records no "
-            "train_options; runs from before resume existed cannot be resumed)"
-        )
-    return TrainOptions.from_json(recorded)
+    from mixbench.store import recorded_options as recorded
+
+    return TrainOptions.from_json(recorded(run_dir, "train"))
 
 
 def start_train(options: TrainOptions | None, *, out: Path, resume: Path | None) -> TrainRun:
