@@ -149,17 +149,55 @@ def _reference(module: WindowAttention, x: torch.Tensor) -> torch.Tensor:
     return module.proj(out.reshape(batch, n, dim))
 
 
+@pytest.mark.parametrize("grad", [False, True], ids=["sdpa", "written-out"])
 @pytest.mark.parametrize(
     ("grid", "window", "index"),
     [((4, 4), 2, 0), ((4, 4), 2, 1), ((5, 5), 2, 0), ((5, 7), 3, 1), ((7,), 3, 1), ((8, 8), 7, 1)],
 )
-def test_matches_per_token_reference(grid: tuple[int, ...], window: int, index: int) -> None:
+def test_matches_per_token_reference(
+    grid: tuple[int, ...], window: int, index: int, grad: bool
+) -> None:
+    """Both attention paths: SDPA (no grad) and the written-out one (the bias needs grad)."""
     torch.manual_seed(0)
     module = WindowAttention(DIM, grid, window_size=window, num_heads=2, index=index)
     with torch.no_grad():
         module.relative_position_bias.normal_()  # make the bias matter
         x = _grid_input(grid)
-        torch.testing.assert_close(module(x), _reference(module, x), atol=1e-5, rtol=1e-4)
+        expected = _reference(module, x)
+    with torch.set_grad_enabled(grad):
+        torch.testing.assert_close(module(x), expected, atol=1e-5, rtol=1e-4)
+    if grad:
+        assert module.runtime_info()["sdpa_backend"] == "math"
+
+
+@pytest.mark.parametrize(("grid", "index"), [((8, 8), 1), ((6, 6), 0), ((8, 8), 0), ((9,), 1)])
+def test_training_path_gradients_match_sdpa_and_the_reference(
+    grid: tuple[int, ...], index: int
+) -> None:
+    """Training takes the written-out path (the bias needs grad); with the bias frozen, SDPA
+    runs. Input and weight gradients agree between the two, and the bias gradient is the
+    per-token reference's."""
+    torch.manual_seed(0)
+    trained = WindowAttention(DIM, grid, window_size=4, num_heads=2, index=index)
+    with torch.no_grad():
+        trained.relative_position_bias.normal_()
+    frozen = WindowAttention(DIM, grid, window_size=4, num_heads=2, index=index)
+    frozen.load_state_dict(trained.state_dict())
+    frozen.relative_position_bias.requires_grad_(False)
+    x = _grid_input(grid)
+    upstream = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for module in (trained, frozen):
+        inp = x.clone().requires_grad_()
+        module(inp).backward(upstream)
+        grads.append((inp.grad, module.qkv.weight.grad, module.proj.weight.grad))
+    assert trained.runtime_info()["sdpa_backend"] == "math"
+    for ours, sdpa in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, sdpa, atol=1e-5, rtol=1e-4)
+    bias_grad = trained.relative_position_bias.grad
+    trained.zero_grad()
+    _reference(trained, x).backward(upstream)
+    torch.testing.assert_close(bias_grad, trained.relative_position_bias.grad, atol=1e-5, rtol=1e-4)
 
 
 def test_shifted_block_is_the_unshifted_block_on_the_rolled_grid_when_the_mask_is_open() -> None:

@@ -18,9 +18,10 @@ Decisions, all recorded in :meth:`WindowAttention.runtime_info`:
   treated exactly like a larger grid (pad first, then roll), so the shift mask stays the
   paper's. A pad key is visible to its own query only, so no softmax row is ever empty.
   Padding, roll and partition are one fixed permutation of the tokens, computed once
-  (:func:`window_layout`): the forward gathers into window order before SDPA and back
-  after it, with no padded copy and no roll at run time. The shift/padding mask is one
-  (num_windows, T, T) tensor broadcast over the batch, never copied per sample.
+  (:func:`window_layout`): the forward gathers whole rows of the qkv projection into
+  window order and the attention output's rows back before the output projection (row
+  gathers, the cheap kind), with no padded copy and no roll at run time. The shift/padding
+  mask is one (num_windows, T, T) tensor broadcast over the batch, never copied per sample.
 * **FLOPs**: :meth:`WindowAttention.model_flops` counts the pairs of real tokens sharing a
   window; the executed figure (:meth:`WindowAttention.extra_flops` and the counter) counts
   every padded window that ran (docs/conventions.md).
@@ -29,12 +30,16 @@ Decisions, all recorded in :meth:`WindowAttention.runtime_info`:
   want. A window equal to the grid along an axis is one window there; shifting along such
   an axis only cuts the window apart, so the shift is 0 on that axis (Swin's rule for its
   last 7x7 stage).
-* **Which SDPA kernel runs** depends on the mask: the relative position bias is always
-  passed as ``attn_mask``. While the bias needs grad (training) CPU SDPA takes the math
-  path, which materialises every window's w^d x w^d scores; under ``torch.no_grad`` the mask
-  is a plain tensor and the CPU flash kernel may run. The kernel of the last forward is
-  recorded, because it changes memory and because ``FlopCounterMode`` does not count the CPU
-  flash kernel (see :meth:`WindowAttention.extra_flops`).
+* **Which attention kernel runs** depends on the mask: the relative position bias is always
+  added to the scores. While the bias needs grad (training) CPU SDPA could only take its
+  math path, so the mixer writes that path out itself (matmul, in-place mask add, softmax,
+  matmul; recorded as ``"math"``), without SDPA's per-call checks for fully masked rows,
+  which cannot occur here; it materialises every window's w^d x w^d scores. Under
+  ``torch.no_grad`` (or with the bias frozen) the mask is a plain tensor, SDPA runs and
+  the CPU flash kernel may run. The kernel of the last forward is recorded, because it
+  changes memory and because ``FlopCounterMode`` does not count the CPU flash kernel (see
+  :meth:`WindowAttention.extra_flops`); which kernel SDPA picks is asked when the record is
+  read, not in the forward.
 * **Causal** (``causal=True``, sequences only) is not a masked Swin window: a blocked window
   would let its first token see nothing before the block. It is sliding-window attention
   (as in Longformer and Mistral): token t attends to the ``window_size`` tokens t-w+1..t.
@@ -48,6 +53,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -181,6 +187,19 @@ def sliding_window_band(num_tokens: int, window_size: int) -> tuple[torch.Tensor
 # -- the mixer ---------------------------------------------------------------------------------
 
 
+class AttentionCall(NamedTuple):
+    """What one attention call was given: enough to ask SDPA later which kernel it picks."""
+
+    q_shape: tuple[int, ...]
+    q_stride: tuple[int, ...]
+    mask_shape: tuple[int, ...]
+    mask_stride: tuple[int, ...]
+    dtype: torch.dtype
+    device: torch.device
+    q_requires_grad: bool
+    mask_requires_grad: bool
+
+
 class WindowAttention(nn.Module):
     """Multi-head attention within (shifted) windows of the token grid.
 
@@ -286,8 +305,10 @@ class WindowAttention(nn.Module):
             band_index = offset.clamp(-(window_size - 1), window_size - 1) + window_size - 1
         self.register_buffer("band_mask", band_mask, persistent=False)
         self.register_buffer("band_position_index", band_index, persistent=False)
-        self._last_backend: str | None = None
-        self._last_device_type = "cpu"
+        # What the last forward's attention was called with (see _attend), and the kernel
+        # SDPA picks for each such call, asked once.
+        self._last_call: AttentionCall | None = None
+        self._backend_choices: dict[AttentionCall, str] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, channels = x.shape
@@ -298,28 +319,25 @@ class WindowAttention(nn.Module):
             )
         if self.causal:
             return self._sliding_forward(x)
-        # q, k and v are per-token, so project the real tokens, then gather them into window
-        # order: one fixed permutation (padding, roll and partition at once).
+        # q, k and v are per-token, so project the real tokens, then gather whole rows of the
+        # projection into window order: one fixed permutation (padding, roll and partition at
+        # once) over contiguous rows, the cheap case of index_select.
         heads, windows, size = self.num_heads, self.num_windows, self.tokens_per_window
-        qkv = self.qkv(x).view(batch, tokens, 3, heads, self.head_dim)
-        if self.window_mask is None:  # each (B * nW, heads, T, head_dim)
-            qkv = qkv.index_select(1, self.window_order).view(batch * windows, size, 3, heads, -1)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).index_select(1, self.window_order)  # (B, nW * T, 3C)
+        qkv = qkv.view(batch, windows, size, 3, heads, self.head_dim)
+        if self.window_mask is None:  # each (B * nW, heads, T, head_dim), a view
+            q, k, v = qkv.flatten(0, 1).permute(2, 0, 3, 1, 4)
         else:  # each (B, heads * nW, T, head_dim), see _attention_bias; three tensors, so
-            # that what SDPA keeps for its backward does not pin the other two
+            # that what attention keeps for its backward does not pin the other two
             q, k, v = (
-                part.index_select(2, self.window_order).view(batch, -1, size, self.head_dim)
-                for part in qkv.permute(2, 0, 3, 1, 4)
+                part.reshape(batch, -1, size, self.head_dim)
+                for part in qkv.permute(3, 0, 4, 1, 2, 5)
             )
         del qkv  # the projection's output, gathered into q, k and v
-        mask = self._attention_bias()
-        self._record_backend(q, k, v, mask)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        if self.window_mask is None:
-            y = y.transpose(1, 2).reshape(batch, -1, channels).index_select(1, self.token_order)
-        else:
-            y = y.view(batch, heads, -1, self.head_dim).index_select(2, self.token_order)
-            y = y.transpose(1, 2).reshape(batch, tokens, channels)
+        y = self._attend(q, k, v, self._attention_bias())
+        if self.window_mask is not None:  # heads-major back to (B * nW, heads, T, head_dim)
+            y = y.view(batch, heads, windows, size, self.head_dim).transpose(1, 2)
+        y = y.transpose(-3, -2).reshape(batch, -1, channels).index_select(1, self.token_order)
         out: torch.Tensor = self.proj(y)
         return out
 
@@ -346,8 +364,7 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias[self.band_position_index.view(-1)]
         bias = bias.view(w, 2 * w, heads).permute(2, 0, 1)[None]  # (1, h, w, 2w)
         mask = (bias + self.band_mask).reshape(1, blocks * heads, w, 2 * w)
-        self._record_backend(q, k, v, mask)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, blocks * h, w, d)
+        y = self._attend(q, k, v, mask)  # (B, blocks * h, w, d)
         y = y.reshape(batch, blocks, heads, w, self.head_dim).permute(0, 1, 3, 2, 4)
         out: torch.Tensor = self.proj(y.reshape(batch, blocks * w, channels)[:, :tokens])
         return out
@@ -367,24 +384,66 @@ class WindowAttention(nn.Module):
             return bias[None]
         return (bias.contiguous()[:, None] + self.window_mask).view(1, -1, size, size)
 
-    def _record_backend(
+    def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
-    ) -> None:
-        """Remember the SDPA kernel PyTorch picks for these inputs; ``torch._fused_sdp_choice``
-        is the function SDPA itself consults."""
-        self._last_device_type = q.device.type
-        if torch.compiler.is_compiling():
-            return
-        try:
-            from torch.nn.attention import SDPBackend
+    ) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d) + mask) v, on the fastest path for what needs grad.
 
-            self._last_backend = SDPBackend(torch._fused_sdp_choice(q, k, v, mask)).name.lower()
-        except Exception:  # private API: record "unknown" rather than fail a forward
-            self._last_backend = "unknown"
+        While the mask needs grad (the relative position bias, in training), SDPA could only
+        take its math path, which also runs per-call checks for fully masked rows (none can
+        occur here: every query sees itself). The same matmul, softmax, matmul is written
+        out instead, adding the mask in place. Otherwise (inference, or a frozen bias) SDPA
+        runs and may pick its fused kernel. Only the call is recorded here; which kernel
+        SDPA picks is asked when read (:attr:`_last_backend`), outside the timed step."""
+        self._last_call = AttentionCall(
+            tuple(q.shape),
+            tuple(q.stride()),
+            tuple(mask.shape),
+            tuple(mask.stride()),
+            q.dtype,
+            q.device,
+            q.requires_grad,
+            mask.requires_grad,
+        )
+        if not mask.requires_grad:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        scores = torch.matmul(q * self.head_dim**-0.5, k.transpose(-2, -1)).add_(mask)
+        return torch.matmul(scores.softmax(-1), v)
+
+    @property
+    def _last_backend(self) -> str | None:
+        """The attention kernel of the last forward: "math" for the written-out path, else
+        the SDPA kernel PyTorch picks for inputs like the last forward's (asked once per
+        input description; ``torch._fused_sdp_choice`` is the function SDPA consults)."""
+        call = self._last_call
+        if call is None:
+            return None
+        if call.mask_requires_grad:
+            return "math"
+        choice = self._backend_choices.get(call)
+        if choice is None:
+            q, k, v = (
+                torch.empty_strided(
+                    call.q_shape, call.q_stride, dtype=call.dtype, device=call.device
+                ).requires_grad_(call.q_requires_grad)
+                for _ in range(3)
+            )
+            mask = torch.empty_strided(
+                call.mask_shape, call.mask_stride, dtype=call.dtype, device=call.device
+            )
+            try:
+                from torch.nn.attention import SDPBackend
+
+                choice = SDPBackend(torch._fused_sdp_choice(q, k, v, mask)).name.lower()
+            except Exception:  # private API: record "unknown" rather than fail
+                choice = "unknown"
+            self._backend_choices[call] = choice
+        return choice
 
     def _sdpa_uncounted(self) -> bool:
         """Whether FlopCounterMode missed the attention matmuls of the last forward."""
-        if self._last_backend != "flash_attention" or self._last_device_type != "cpu":
+        call = self._last_call
+        if call is None or call.device.type != "cpu" or self._last_backend != "flash_attention":
             return False
         from torch.utils.flop_counter import flop_registry
 
