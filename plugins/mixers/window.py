@@ -30,16 +30,13 @@ Decisions, all recorded in :meth:`WindowAttention.runtime_info`:
   want. A window equal to the grid along an axis is one window there; shifting along such
   an axis only cuts the window apart, so the shift is 0 on that axis (Swin's rule for its
   last 7x7 stage).
-* **Which attention kernel runs** depends on the mask: the relative position bias is always
-  added to the scores. While the bias needs grad (training) CPU SDPA could only take its
-  math path, so the mixer writes that path out itself (matmul, in-place mask add, softmax,
-  matmul; recorded as ``"math"``), without SDPA's per-call checks for fully masked rows,
-  which cannot occur here; it materialises every window's w^d x w^d scores. Under
-  ``torch.no_grad`` (or with the bias frozen) the mask is a plain tensor, SDPA runs and
-  the CPU flash kernel may run. The kernel of the last forward is recorded, because it
-  changes memory and because ``FlopCounterMode`` does not count the CPU flash kernel (see
-  :meth:`WindowAttention.extra_flops`); which kernel SDPA picks is asked when the record is
-  read, not in the forward.
+* **Attention is written out** (matmul, in-place add of bias and mask, softmax, matmul),
+  as timm's Swin runs it by default, not handed to SDPA: with the bias as its mask, SDPA
+  could only take its math path while the bias needs grad (adding per-call checks for fully
+  masked rows, which cannot occur here), and without grad its fused CPU kernel was slower
+  than the written-out path at Swin's window sizes (``nox -s peers``). Every window's
+  w^d x w^d scores are materialised, in inference too; ``runtime_info`` records the path as
+  ``sdpa_backend: "math"`` and ``FlopCounterMode`` sees both matmuls.
 * **Causal** (``causal=True``, sequences only) is not a masked Swin window: a blocked window
   would let its first token see nothing before the block. It is sliding-window attention
   (as in Longformer and Mistral): token t attends to the ``window_size`` tokens t-w+1..t.
@@ -53,7 +50,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -187,19 +183,6 @@ def sliding_window_band(num_tokens: int, window_size: int) -> tuple[torch.Tensor
 # -- the mixer ---------------------------------------------------------------------------------
 
 
-class AttentionCall(NamedTuple):
-    """What one attention call was given: enough to ask SDPA later which kernel it picks."""
-
-    q_shape: tuple[int, ...]
-    q_stride: tuple[int, ...]
-    mask_shape: tuple[int, ...]
-    mask_stride: tuple[int, ...]
-    dtype: torch.dtype
-    device: torch.device
-    q_requires_grad: bool
-    mask_requires_grad: bool
-
-
 class WindowAttention(nn.Module):
     """Multi-head attention within (shifted) windows of the token grid.
 
@@ -305,10 +288,7 @@ class WindowAttention(nn.Module):
             band_index = offset.clamp(-(window_size - 1), window_size - 1) + window_size - 1
         self.register_buffer("band_mask", band_mask, persistent=False)
         self.register_buffer("band_position_index", band_index, persistent=False)
-        # What the last forward's attention was called with (see _attend), and the kernel
-        # SDPA picks for each such call, asked once.
-        self._last_call: AttentionCall | None = None
-        self._backend_choices: dict[AttentionCall, str] = {}
+        self._last_backend: str | None = None  # "math" once a forward has run (see _attend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, channels = x.shape
@@ -370,8 +350,7 @@ class WindowAttention(nn.Module):
         return out
 
     def _attention_bias(self) -> torch.Tensor:
-        """The additive ``attn_mask``: relative position bias, -inf where attention is
-        blocked. Always 4-D: SDPA's CPU flash kernel rejects 3-D masks outright.
+        """The additive mask: relative position bias, -inf where attention is blocked.
 
         Without a mask the bias (1, h, T, T) broadcasts over the B * nW windows. With one,
         the windows sit in the head axis (heads-major, (B, h * nW)), so the masked bias
@@ -387,71 +366,20 @@ class WindowAttention(nn.Module):
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d) + mask) v, on the fastest path for what needs grad.
+        """softmax(q k^T / sqrt(d) + mask) v, written out: matmul, in-place mask add,
+        softmax, matmul (SDPA's math path, as timm's Swin runs it by default).
 
-        While the mask needs grad (the relative position bias, in training), SDPA could only
-        take its math path, which also runs per-call checks for fully masked rows (none can
-        occur here: every query sees itself). The same matmul, softmax, matmul is written
-        out instead, adding the mask in place. Otherwise (inference, or a frozen bias) SDPA
-        runs and may pick its fused kernel. Only the call is recorded here; which kernel
-        SDPA picks is asked when read (:attr:`_last_backend`), outside the timed step."""
-        self._last_call = AttentionCall(
-            tuple(q.shape),
-            tuple(q.stride()),
-            tuple(mask.shape),
-            tuple(mask.stride()),
-            q.dtype,
-            q.device,
-            q.requires_grad,
-            mask.requires_grad,
-        )
-        if not mask.requires_grad:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        Not SDPA: while the bias needs grad SDPA could only take its math path, which adds
+        per-call checks for fully masked rows (none can occur here: every query sees
+        itself); without grad its fused CPU kernel was slower than this at Swin's window
+        sizes (``nox -s peers``). Every window's scores are materialised."""
+        self._last_backend = "math"
         scores = torch.matmul(q * self.head_dim**-0.5, k.transpose(-2, -1)).add_(mask)
         return torch.matmul(scores.softmax(-1), v)
 
-    @property
-    def _last_backend(self) -> str | None:
-        """The attention kernel of the last forward: "math" for the written-out path, else
-        the SDPA kernel PyTorch picks for inputs like the last forward's (asked once per
-        input description; ``torch._fused_sdp_choice`` is the function SDPA consults)."""
-        call = self._last_call
-        if call is None:
-            return None
-        if call.mask_requires_grad:
-            return "math"
-        choice = self._backend_choices.get(call)
-        if choice is None:
-            q, k, v = (
-                torch.empty_strided(
-                    call.q_shape, call.q_stride, dtype=call.dtype, device=call.device
-                ).requires_grad_(call.q_requires_grad)
-                for _ in range(3)
-            )
-            mask = torch.empty_strided(
-                call.mask_shape, call.mask_stride, dtype=call.dtype, device=call.device
-            )
-            try:
-                from torch.nn.attention import SDPBackend
-
-                choice = SDPBackend(torch._fused_sdp_choice(q, k, v, mask)).name.lower()
-            except Exception:  # private API: record "unknown" rather than fail
-                choice = "unknown"
-            self._backend_choices[call] = choice
-        return choice
-
-    def _sdpa_uncounted(self) -> bool:
-        """Whether FlopCounterMode missed the attention matmuls of the last forward."""
-        call = self._last_call
-        if call is None or call.device.type != "cpu" or self._last_backend != "flash_attention":
-            return False
-        from torch.utils.flop_counter import flop_registry
-
-        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu not in flop_registry
-
     def runtime_info(self) -> dict[str, object]:
-        """The window geometry this block really used, and the SDPA kernel of the last
-        forward (None before the first)."""
+        """The window geometry this block really used, and the attention path of the last
+        forward (None before the first; always the written-out "math" path)."""
         if self.causal:
             return {
                 "causal": True,
@@ -463,7 +391,7 @@ class WindowAttention(nn.Module):
                 "num_heads": self.num_heads,
                 "sdpa_mask": "relative position bias + causal band mask",
                 "sdpa_backend": self._last_backend,
-                "sdpa_flops_uncounted": self._sdpa_uncounted(),
+                "sdpa_flops_uncounted": False,
             }
         return {
             "causal": False,
@@ -482,7 +410,7 @@ class WindowAttention(nn.Module):
             "sdpa_mask": "relative position bias"
             + ("" if self.window_mask is None else " + shift/padding mask"),
             "sdpa_backend": self._last_backend,
-            "sdpa_flops_uncounted": self._sdpa_uncounted(),
+            "sdpa_flops_uncounted": False,
         }
 
     def real_pairs_per_head(self) -> int:
@@ -532,13 +460,12 @@ class WindowAttention(nn.Module):
     def extra_flops(self, batch_size: int) -> FlopTally:
         """Executed work per forward that ``FlopCounterMode`` does not count, over every
         score computed, pad slots included (batch_size * num_windows * num_heads * T^2):
-        scale, bias-and-mask add and softmax; and when the last forward ran the CPU flash
-        kernel uncounted, QK^T and PV too. The bias-table gather, the token permutations
-        and the reshapes move data and count 0."""
+        scale, bias-and-mask add and softmax (the counter sees QK^T and PV). The bias-table
+        gather, the token permutations and the reshapes move data and count 0."""
         scores = batch_size * self.num_windows * self.num_heads * self.tokens_per_window**2
         if self.band_mask is not None:  # causal: blocks of w queries against 2w keys
             scores = batch_size * self.band_mask.shape[0] * self.num_heads * 2 * self.window_size**2
-        return self._attention_flops(scores, matmuls=self._sdpa_uncounted())
+        return self._attention_flops(scores, matmuls=False)
 
 
 @mixbench.hookimpl
