@@ -20,6 +20,14 @@ copied into the mixbench module:
   both must equal full shared-QK attention: N = 2 x bucket size, one hash round, attending
   across buckets.
 
+Memory comes back from the allocator, not the OS, on both sides: glibc's default returns
+freed memory above an adaptive threshold to the OS, so whether a forward's large
+temporaries page-fault on every call depends on what the process allocated before (in one
+process state the peer's two 6.4 MB pooling buffers made its forward four times slower than
+in another; mixbench's one buffer did not). :func:`steady_allocator` pins glibc's
+thresholds, as a long-running training process settles, so that the ratios compare kernels;
+the environment records it.
+
 ``--out DIR`` writes the measured ratios and the environment to ``DIR/peers.json``
 (``results/studies/peers.py`` renders it).
 """
@@ -57,6 +65,7 @@ class Case:
     peer_input: Callable[[torch.Tensor], torch.Tensor]  # ours' input -> peer's layout
     peer_output: Callable[[torch.Tensor], torch.Tensor]  # peer's output -> ours' layout
     equality: str  # what the equality check compares ("" when not comparable here)
+    peer_runs: str  # what the peer's timed step runs, layout conversions included or not
 
 
 def _copy(target: nn.Module, pairs: dict[str, torch.Tensor]) -> None:
@@ -81,6 +90,7 @@ def attention_case() -> Case:
         lambda x: x,
         lambda y: y,
         "outputs, weights copied",
+        "timm `Attention`: qkv, SDPA, proj",
     )
 
 
@@ -115,9 +125,26 @@ def window_cases() -> list[Case]:
     from_grid: Callable[[torch.Tensor], torch.Tensor] = lambda y: y.reshape(8, 1024, 64)  # noqa: E731
     x = torch.randn(8, 1024, 64)
     shape = "32x32, w=8, shifted, C=64, 4 heads, B=8"
+    attention_path = (
+        "timm `SwinTransformerBlock._attn` on (B, H, W, C): roll, partition, window attention "
+        "with bias and shift mask, merge, roll"
+    )
+    whole_block = "timm `SwinTransformerBlock`: the same plus 2 LayerNorms, MLP 4x, residuals"
     return [
-        Case("window", shape, ours, ShiftedWindowAttention(), x, to_grid, from_grid, "outputs"),
-        Case("window vs whole Swin block", shape, ours, block, x, to_grid, from_grid, ""),
+        Case(
+            "window",
+            shape,
+            ours,
+            ShiftedWindowAttention(),
+            x,
+            to_grid,
+            from_grid,
+            "outputs",
+            attention_path,
+        ),
+        Case(
+            "window vs whole Swin block", shape, ours, block, x, to_grid, from_grid, "", whole_block
+        ),
     ]
 
 
@@ -134,6 +161,8 @@ def pooling_case() -> Case:
         lambda x: x.transpose(1, 2).reshape(8, 64, 56, 56),
         lambda y: y.flatten(2).transpose(1, 2),
         "outputs",
+        "timm MetaFormer `Pooling` (avg_pool2d - x) on a contiguous NCHW copy made outside the "
+        "timed step",
     )
 
 
@@ -167,6 +196,7 @@ def mlp_case() -> Case:
         lambda x: x,
         lambda y: y,
         "outputs, weights copied",
+        "timm `Mlp` (fc1, GELU, fc2) over the token axis, transposes in the timed step",
     )
 
 
@@ -200,6 +230,7 @@ def lsh_cases() -> list[Case]:
                 lambda x: x,
                 lambda y: y,
                 "",
+                "reformer-pytorch `LSHSelfAttention`, the same masking setting",
             )
         )
     return cases
@@ -263,6 +294,23 @@ def check_equal(case: Case) -> float | None:
     return float((ours - peer).abs().max())
 
 
+def steady_allocator() -> str:
+    """Pin glibc malloc's thresholds (mmap at 32 MiB, its maximum; no trimming below 1 GiB):
+    freed blocks stay in the heap for the next call, as in a process that has run a while,
+    instead of page-faulting afresh on every call when the adaptive defaults return them to
+    the OS. Returns what was done, for the environment record."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        trim, mmap = libc.mallopt(-1, 1 << 30), libc.mallopt(-3, 32 << 20)  # M_TRIM/M_MMAP
+    except (OSError, AttributeError):
+        return "allocator defaults (no glibc mallopt)"
+    if trim != 1 or mmap != 1:
+        return "allocator defaults (mallopt refused)"
+    return "glibc malloc: mmap threshold 32 MiB, trim threshold 1 GiB"
+
+
 def environment() -> dict[str, Any]:
     from importlib.metadata import version
 
@@ -298,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(THREADS)
-    env = environment()
+    env = {**environment(), "allocator": steady_allocator()}
     cases = [attention_case(), *window_cases(), pooling_case(), mlp_case(), *lsh_cases()]
     if args.only:
         cases = [c for c in cases if any(c.name.startswith(p) for p in args.only.split(","))]
@@ -308,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     print(f"mixbench / peer: median ratio of {REPEATS} back-to-back blocked-autorange pairs")
     for case in cases:
-        row: dict[str, Any] = {"case": case.name, "shape": case.shape}
+        row: dict[str, Any] = {"case": case.name, "shape": case.shape, "peer": case.peer_runs}
         for mode, training in (("inference", False), ("training", True)):
             timing = measure(case, training, args.min_run_time)
             row[mode] = {key: round(value, 6) for key, value in timing.items()}

@@ -74,6 +74,33 @@ def test_pooling_flops_are_counted_by_hand() -> None:
     assert counter.get_total_flops() == 0
 
 
+@pytest.mark.parametrize(
+    ("grid", "causal"), [((6, 5), False), ((7,), False), ((3, 4, 5), False), ((9,), True)]
+)
+def test_pooling_values_and_gradients_match_the_plain_formula(
+    grid: tuple[int, ...], causal: bool
+) -> None:
+    """The forward subtracts in place on a channels-last view; the plain formula (a
+    contiguous (B, C, *grid) copy, avg_pool - x) gives the same values and input gradient."""
+    module = Pooling(4, grid, causal=causal)
+    x = torch.randn(2, math.prod(grid), 4, requires_grad=True)
+    spatial = x.transpose(1, 2).reshape(2, 4, *grid).contiguous()
+    if causal:
+        padded = F.pad(spatial, (2, 0))
+        sums = F.avg_pool1d(padded, 3, stride=1) * 3
+        average = sums / torch.arange(1, grid[0] + 1).clamp(max=3)
+    else:
+        pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[len(grid)]
+        average = pool(spatial, 3, stride=1, padding=1, count_include_pad=False)
+    expected = (average - spatial).flatten(2).transpose(1, 2)
+    upstream = torch.randn(expected.shape)
+    (expected_grad,) = torch.autograd.grad(expected, x, upstream)
+    out = module(x)
+    (grad,) = torch.autograd.grad(out, x, upstream)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(grad, expected_grad)
+
+
 def test_pooling_errors() -> None:
     with pytest.raises(OptionError, match="pool_size"):
         Pooling(8, (4, 4), pool_size=4)
@@ -99,6 +126,30 @@ def test_mlp_mixes_tokens_with_weights_shared_across_channels() -> None:
     for channel in range(3):  # the same MLP along the token axis of every channel
         expected = module.fc2(F.gelu(module.fc1(x[:, :, channel])))
         torch.testing.assert_close(out[:, :, channel], expected)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_mlp_values_and_gradients_match_linear_layers_on_the_transposed_tokens(
+    causal: bool,
+) -> None:
+    """The forward is a broadcast baddbmm on (B, N, C); the textbook form (Linear layers
+    on (B, C, N), masked weights when causal) gives the same values and gradients."""
+    module = TokenMLP(5, (3, 4), causal=causal)
+    x = torch.randn(2, 12, 5, requires_grad=True)
+    w1, w2 = module.fc1.weight, module.fc2.weight
+    if causal:
+        assert module.in_mask is not None and module.out_mask is not None
+        w1, w2 = w1 * module.in_mask, w2 * module.out_mask
+    hidden = F.gelu(F.linear(x.transpose(1, 2), w1, module.fc1.bias))
+    expected = F.linear(hidden, w2, module.fc2.bias).transpose(1, 2)
+    upstream = torch.randn(expected.shape)
+    inputs = (x, *module.parameters())
+    expected_grads = torch.autograd.grad(expected, inputs, upstream)
+    out = module(x)
+    grads = torch.autograd.grad(out, inputs, upstream)
+    torch.testing.assert_close(out, expected)
+    for ours, reference in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(ours, reference)
 
 
 def test_mlp_is_bound_to_its_grid() -> None:

@@ -72,14 +72,16 @@ class TokenMLP(nn.Module):
                 f"mixer 'mlp' was built for grid {self.grid} ({self.num_tokens} tokens) and "
                 f"cannot mix {x.shape[1]} tokens; build it for that grid"
             )
-        # (B, N, C) -> (B, C, N): the Linear layers then act on the token axis.
-        tokens = x.transpose(1, 2)
-        if self.in_mask is None or self.out_mask is None:
-            mixed: torch.Tensor = self.fc2(F.gelu(self.fc1(tokens)))
-        else:
-            hidden = F.gelu(F.linear(tokens, self.fc1.weight * self.in_mask, self.fc1.bias))
-            mixed = F.linear(hidden, self.fc2.weight * self.out_mask, self.fc2.bias)
-        return mixed.transpose(1, 2)
+        # W (hidden, N) @ x (B, N, C): a batched matmul with the weight broadcast over the
+        # batch and the bias added by the same kernel (baddbmm), so the tokens need no
+        # transpose and the output comes out (B, N, C) contiguous.
+        w1, w2 = self.fc1.weight, self.fc2.weight
+        if self.in_mask is not None and self.out_mask is not None:
+            w1, w2 = w1 * self.in_mask, w2 * self.out_mask
+        batch = x.shape[0]
+        hidden = torch.baddbmm(self.fc1.bias[:, None], w1.expand(batch, -1, -1), x)
+        mixed = torch.baddbmm(self.fc2.bias[:, None], w2.expand(batch, -1, -1), F.gelu(hidden))
+        return mixed
 
     def model_flops(self, batch_size: int) -> FlopTally:
         """Per forward: the two token-axis matmuls (batch * dim rows of N x hidden each)

@@ -86,10 +86,11 @@ class Pooling(nn.Module):
                 f"mixer 'pooling' was built for grid {self.grid} ({self.num_tokens} tokens), "
                 f"got {tokens} tokens"
             )
-        # (B, N, C) -> (B, C, *grid): pooling runs over the trailing spatial axes.
+        # (B, N, C) -> (B, C, *grid), a view with channels last in memory: the pool runs
+        # its channels-last kernel (vectorised over C) and no layout is copied either way.
         spatial = x.transpose(1, 2).reshape(batch, channels, *self.grid)
         if self.causal:
-            return self._causal_average(spatial).transpose(1, 2) - x
+            return self._causal_average(spatial).sub_(spatial).transpose(1, 2)
         pooled = self._pool(
             spatial,
             self.pool_size,
@@ -97,7 +98,9 @@ class Pooling(nn.Module):
             padding=self.pool_size // 2,
             count_include_pad=False,
         )
-        return pooled.reshape(batch, channels, tokens).transpose(1, 2) - x
+        # The input is subtracted in place, into the pool's own output (its backward needs
+        # neither): one large buffer per forward, not two.
+        return pooled.sub_(spatial).reshape(batch, channels, tokens).transpose(1, 2)
 
     def _causal_average(self, sequence: torch.Tensor) -> torch.Tensor:
         """(B, C, N) -> mean of each token and the ``pool_size - 1`` before it.
@@ -107,9 +110,9 @@ class Pooling(nn.Module):
         number of real tokens in it (no padding counted, as in the bidirectional pool).
         """
         padded = F.pad(sequence, (self.pool_size - 1, 0))
-        sums = F.avg_pool1d(padded, self.pool_size, stride=1) * self.pool_size
         assert self.window_counts is not None  # built with causal=True
-        return sums / self.window_counts.to(sums.dtype)
+        scale = self.pool_size / self.window_counts.to(padded.dtype)
+        return F.avg_pool1d(padded, self.pool_size, stride=1).mul_(scale)
 
     def model_flops(self, batch_size: int) -> FlopTally:
         """FLOPs per forward, and the backward's, all elementwise (docs/conventions.md).

@@ -18,9 +18,10 @@ Decisions, all recorded in :meth:`WindowAttention.runtime_info`:
   treated exactly like a larger grid (pad first, then roll), so the shift mask stays the
   paper's. A pad key is visible to its own query only, so no softmax row is ever empty.
   Padding, roll and partition are one fixed permutation of the tokens, computed once
-  (:func:`window_layout`): the forward gathers into window order before SDPA and back
-  after it, with no padded copy and no roll at run time. The shift/padding mask is one
-  (num_windows, T, T) tensor broadcast over the batch, never copied per sample.
+  (:func:`window_layout`): the forward gathers whole rows of the qkv projection into
+  window order and the attention output's rows back before the output projection (row
+  gathers, the cheap kind), with no padded copy and no roll at run time. The shift/padding
+  mask is one (num_windows, T, T) tensor broadcast over the batch, never copied per sample.
 * **FLOPs**: :meth:`WindowAttention.model_flops` counts the pairs of real tokens sharing a
   window; the executed figure (:meth:`WindowAttention.extra_flops` and the counter) counts
   every padded window that ran (docs/conventions.md).
@@ -29,12 +30,13 @@ Decisions, all recorded in :meth:`WindowAttention.runtime_info`:
   want. A window equal to the grid along an axis is one window there; shifting along such
   an axis only cuts the window apart, so the shift is 0 on that axis (Swin's rule for its
   last 7x7 stage).
-* **Which SDPA kernel runs** depends on the mask: the relative position bias is always
-  passed as ``attn_mask``. While the bias needs grad (training) CPU SDPA takes the math
-  path, which materialises every window's w^d x w^d scores; under ``torch.no_grad`` the mask
-  is a plain tensor and the CPU flash kernel may run. The kernel of the last forward is
-  recorded, because it changes memory and because ``FlopCounterMode`` does not count the CPU
-  flash kernel (see :meth:`WindowAttention.extra_flops`).
+* **Attention is written out** (matmul, in-place add of bias and mask, softmax, matmul),
+  as timm's Swin runs it by default, not handed to SDPA: with the bias as its mask, SDPA
+  could only take its math path while the bias needs grad (adding per-call checks for fully
+  masked rows, which cannot occur here), and without grad its fused CPU kernel was slower
+  than the written-out path at Swin's window sizes (``nox -s peers``). Every window's
+  w^d x w^d scores are materialised, in inference too; ``runtime_info`` records the path as
+  ``sdpa_backend: "math"`` and ``FlopCounterMode`` sees both matmuls.
 * **Causal** (``causal=True``, sequences only) is not a masked Swin window: a blocked window
   would let its first token see nothing before the block. It is sliding-window attention
   (as in Longformer and Mistral): token t attends to the ``window_size`` tokens t-w+1..t.
@@ -286,8 +288,7 @@ class WindowAttention(nn.Module):
             band_index = offset.clamp(-(window_size - 1), window_size - 1) + window_size - 1
         self.register_buffer("band_mask", band_mask, persistent=False)
         self.register_buffer("band_position_index", band_index, persistent=False)
-        self._last_backend: str | None = None
-        self._last_device_type = "cpu"
+        self._last_backend: str | None = None  # "math" once a forward has run (see _attend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, channels = x.shape
@@ -298,28 +299,25 @@ class WindowAttention(nn.Module):
             )
         if self.causal:
             return self._sliding_forward(x)
-        # q, k and v are per-token, so project the real tokens, then gather them into window
-        # order: one fixed permutation (padding, roll and partition at once).
+        # q, k and v are per-token, so project the real tokens, then gather whole rows of the
+        # projection into window order: one fixed permutation (padding, roll and partition at
+        # once) over contiguous rows, the cheap case of index_select.
         heads, windows, size = self.num_heads, self.num_windows, self.tokens_per_window
-        qkv = self.qkv(x).view(batch, tokens, 3, heads, self.head_dim)
-        if self.window_mask is None:  # each (B * nW, heads, T, head_dim)
-            qkv = qkv.index_select(1, self.window_order).view(batch * windows, size, 3, heads, -1)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).index_select(1, self.window_order)  # (B, nW * T, 3C)
+        qkv = qkv.view(batch, windows, size, 3, heads, self.head_dim)
+        if self.window_mask is None:  # each (B * nW, heads, T, head_dim), a view
+            q, k, v = qkv.flatten(0, 1).permute(2, 0, 3, 1, 4)
         else:  # each (B, heads * nW, T, head_dim), see _attention_bias; three tensors, so
-            # that what SDPA keeps for its backward does not pin the other two
+            # that what attention keeps for its backward does not pin the other two
             q, k, v = (
-                part.index_select(2, self.window_order).view(batch, -1, size, self.head_dim)
-                for part in qkv.permute(2, 0, 3, 1, 4)
+                part.reshape(batch, -1, size, self.head_dim)
+                for part in qkv.permute(3, 0, 4, 1, 2, 5)
             )
         del qkv  # the projection's output, gathered into q, k and v
-        mask = self._attention_bias()
-        self._record_backend(q, k, v, mask)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        if self.window_mask is None:
-            y = y.transpose(1, 2).reshape(batch, -1, channels).index_select(1, self.token_order)
-        else:
-            y = y.view(batch, heads, -1, self.head_dim).index_select(2, self.token_order)
-            y = y.transpose(1, 2).reshape(batch, tokens, channels)
+        y = self._attend(q, k, v, self._attention_bias())
+        if self.window_mask is not None:  # heads-major back to (B * nW, heads, T, head_dim)
+            y = y.view(batch, heads, windows, size, self.head_dim).transpose(1, 2)
+        y = y.transpose(-3, -2).reshape(batch, -1, channels).index_select(1, self.token_order)
         out: torch.Tensor = self.proj(y)
         return out
 
@@ -346,15 +344,13 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias[self.band_position_index.view(-1)]
         bias = bias.view(w, 2 * w, heads).permute(2, 0, 1)[None]  # (1, h, w, 2w)
         mask = (bias + self.band_mask).reshape(1, blocks * heads, w, 2 * w)
-        self._record_backend(q, k, v, mask)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, blocks * h, w, d)
+        y = self._attend(q, k, v, mask)  # (B, blocks * h, w, d)
         y = y.reshape(batch, blocks, heads, w, self.head_dim).permute(0, 1, 3, 2, 4)
         out: torch.Tensor = self.proj(y.reshape(batch, blocks * w, channels)[:, :tokens])
         return out
 
     def _attention_bias(self) -> torch.Tensor:
-        """The additive ``attn_mask``: relative position bias, -inf where attention is
-        blocked. Always 4-D: SDPA's CPU flash kernel rejects 3-D masks outright.
+        """The additive mask: relative position bias, -inf where attention is blocked.
 
         Without a mask the bias (1, h, T, T) broadcasts over the B * nW windows. With one,
         the windows sit in the head axis (heads-major, (B, h * nW)), so the masked bias
@@ -367,32 +363,23 @@ class WindowAttention(nn.Module):
             return bias[None]
         return (bias.contiguous()[:, None] + self.window_mask).view(1, -1, size, size)
 
-    def _record_backend(
+    def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
-    ) -> None:
-        """Remember the SDPA kernel PyTorch picks for these inputs; ``torch._fused_sdp_choice``
-        is the function SDPA itself consults."""
-        self._last_device_type = q.device.type
-        if torch.compiler.is_compiling():
-            return
-        try:
-            from torch.nn.attention import SDPBackend
+    ) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d) + mask) v, written out: matmul, in-place mask add,
+        softmax, matmul (SDPA's math path, as timm's Swin runs it by default).
 
-            self._last_backend = SDPBackend(torch._fused_sdp_choice(q, k, v, mask)).name.lower()
-        except Exception:  # private API: record "unknown" rather than fail a forward
-            self._last_backend = "unknown"
-
-    def _sdpa_uncounted(self) -> bool:
-        """Whether FlopCounterMode missed the attention matmuls of the last forward."""
-        if self._last_backend != "flash_attention" or self._last_device_type != "cpu":
-            return False
-        from torch.utils.flop_counter import flop_registry
-
-        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu not in flop_registry
+        Not SDPA: while the bias needs grad SDPA could only take its math path, which adds
+        per-call checks for fully masked rows (none can occur here: every query sees
+        itself); without grad its fused CPU kernel was slower than this at Swin's window
+        sizes (``nox -s peers``). Every window's scores are materialised."""
+        self._last_backend = "math"
+        scores = torch.matmul(q * self.head_dim**-0.5, k.transpose(-2, -1)).add_(mask)
+        return torch.matmul(scores.softmax(-1), v)
 
     def runtime_info(self) -> dict[str, object]:
-        """The window geometry this block really used, and the SDPA kernel of the last
-        forward (None before the first)."""
+        """The window geometry this block really used, and the attention path of the last
+        forward (None before the first; always the written-out "math" path)."""
         if self.causal:
             return {
                 "causal": True,
@@ -404,7 +391,7 @@ class WindowAttention(nn.Module):
                 "num_heads": self.num_heads,
                 "sdpa_mask": "relative position bias + causal band mask",
                 "sdpa_backend": self._last_backend,
-                "sdpa_flops_uncounted": self._sdpa_uncounted(),
+                "sdpa_flops_uncounted": False,
             }
         return {
             "causal": False,
@@ -423,7 +410,7 @@ class WindowAttention(nn.Module):
             "sdpa_mask": "relative position bias"
             + ("" if self.window_mask is None else " + shift/padding mask"),
             "sdpa_backend": self._last_backend,
-            "sdpa_flops_uncounted": self._sdpa_uncounted(),
+            "sdpa_flops_uncounted": False,
         }
 
     def real_pairs_per_head(self) -> int:
@@ -473,13 +460,12 @@ class WindowAttention(nn.Module):
     def extra_flops(self, batch_size: int) -> FlopTally:
         """Executed work per forward that ``FlopCounterMode`` does not count, over every
         score computed, pad slots included (batch_size * num_windows * num_heads * T^2):
-        scale, bias-and-mask add and softmax; and when the last forward ran the CPU flash
-        kernel uncounted, QK^T and PV too. The bias-table gather, the token permutations
-        and the reshapes move data and count 0."""
+        scale, bias-and-mask add and softmax (the counter sees QK^T and PV). The bias-table
+        gather, the token permutations and the reshapes move data and count 0."""
         scores = batch_size * self.num_windows * self.num_heads * self.tokens_per_window**2
         if self.band_mask is not None:  # causal: blocks of w queries against 2w keys
             scores = batch_size * self.band_mask.shape[0] * self.num_heads * 2 * self.window_size**2
-        return self._attention_flops(scores, matmuls=self._sdpa_uncounted())
+        return self._attention_flops(scores, matmuls=False)
 
 
 @mixbench.hookimpl

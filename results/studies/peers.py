@@ -26,8 +26,8 @@ def render(root: Path) -> dict[str, str]:
     data = json.loads((root / "peers" / "peers.json").read_text(encoding="utf-8"))
     env = data["environment"]
     lines = [
-        "| case | shape | inference | training | same function |",
-        "|---|---|---:|---:|---|",
+        "| case | shape | peer (what its timed step runs) | inference | training | same function |",
+        "|---|---|---|---:|---:|---|",
     ]
     for row in data["rows"]:
         difference = row["max_abs_difference"]
@@ -37,7 +37,8 @@ def render(root: Path) -> dict[str, str]:
             else "not compared"
         )
         lines.append(
-            f"| {row['case']} | {row['shape']} | {row['inference']['ratio']:.2f} "
+            f"| {row['case']} | {row['shape']} | {row.get('peer', '')} "
+            f"| {row['inference']['ratio']:.2f} "
             f"| {row['training']['ratio']:.2f} | {check} |"
         )
     lines += [
@@ -46,6 +47,7 @@ def render(root: Path) -> dict[str, str]:
         f"{env['date']} on {env['cpu']}, {env['cores']} cores, {env['threads']} torch threads, "
         f"torch {env['torch']}, "
         f"timm {env['timm']}, reformer-pytorch {env['reformer_pytorch']}; load average "
-        f"{env['load_average_start']:.1f} at the start.",
+        f"{env['load_average_start']:.1f} at the start"
+        + (f"; {env['allocator']}." if "allocator" in env else "."),
     ]
     return {"peers.md": "\n".join(lines) + "\n"}
