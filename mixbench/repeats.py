@@ -74,6 +74,7 @@ def interleaved(
 def process_record(row: Mapping[str, Any], index: int) -> dict[str, Any]:
     """What a cell's row keeps of one process: its median and summary, pid and timing."""
     metrics = row.get("metrics") or {}
+    measurement = row.get("measurement") or {}
     return {
         "index": index,
         "pid": (row.get("runtime") or {}).get("pid"),
@@ -82,6 +83,9 @@ def process_record(row: Mapping[str, Any], index: int) -> dict[str, Any]:
         "iqr_ms": metrics.get("latency_ms_iqr"),
         "ci95_ms": metrics.get("latency_ms_ci95"),
         "rel_iqr": metrics.get("latency_rel_iqr"),
+        "reference_ms": measurement.get("reference_ms"),
+        "reference_before_ms": measurement.get("reference_before_ms"),
+        "reference_after_ms": measurement.get("reference_after_ms"),
         "samples": len(row.get("samples_ms") or []),
         "started_at": row.get("started_at"),
         "duration_s": row.get("duration_s"),
@@ -95,6 +99,7 @@ def combine_processes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     process). Otherwise the row is the first process's, with the latency statistics taken
     over the process medians when R > 1 (median, IQR, 95 % CI, noise flag), the
     within-process spread beside the between-process one, rates rescaled to the new median,
+    the reference workload's time (``measurement.reference_ms``) the median over processes,
     every process's samples kept and each process's summary under ``processes``.
     """
     if not rows:
@@ -119,6 +124,12 @@ def combine_processes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if len(rows) == 1:
         metrics["latency_between_rel_iqr"] = None
         return row
+    references = process_references(row)
+    measurement = dict(first.get("measurement") or {})
+    measurement.pop("reference_before_ms", None)  # each process's are in its record
+    measurement.pop("reference_after_ms", None)
+    measurement["reference_ms"] = median(references) if references else None
+    row["measurement"] = measurement
     summary = summarize(medians)
     scale = float(first["metrics"]["latency_ms_median"]) / summary.median
     for name in RATE_METRICS:
@@ -146,6 +157,20 @@ def process_medians(row: Mapping[str, Any]) -> list[float]:
         return [float(v) for v in values if isinstance(v, (int, float))]
     value = (row.get("metrics") or {}).get("latency_ms_median")
     return [float(value)] if isinstance(value, (int, float)) else []
+
+
+def process_references(row: Mapping[str, Any]) -> list[float]:
+    """The reference workload's time (``mixbench.measure.reference``) in each of a row's
+    processes, in the order of ``process_medians``; empty when any process lacks it (rows
+    from before references, or a failed process): such a row cannot be drift-corrected."""
+    records = row.get("processes")
+    if isinstance(records, list) and records:
+        values = [r.get("reference_ms") if isinstance(r, Mapping) else None for r in records]
+    else:
+        values = [(row.get("measurement") or {}).get("reference_ms")]
+    if all(isinstance(v, (int, float)) and v > 0 for v in values):
+        return [float(v) for v in values]  # type: ignore[arg-type]
+    return []
 
 
 def relative_range(values: Sequence[float]) -> float | None:
