@@ -369,8 +369,10 @@ def compare_results(
     metric: str | None = "latency",
     threshold: float = 0.05,
     alpha: float = ALPHA,
+    drift_correction: bool = True,
 ) -> Comparison:
-    """Pair the cells of two result frames (from ``load_results``) and judge each change."""
+    """Pair the cells of two result frames (from ``load_results``) and judge each change
+    (``drift_correction=False``: judge timings as measured, ignoring the reference)."""
     kind = _common_kind(base, new)
     base, new = base[base["kind"] == kind], new[new["kind"] == kind]
     chosen = resolve_metric(metric, kind, [*base.columns, *new.columns])
@@ -401,6 +403,8 @@ def compare_results(
         if old != now:
             environment[fact] = (old, now)
     blocked = _drift_blocked(base, new, environment) if chosen.timing else None
+    if chosen.timing and not drift_correction:
+        blocked = "drift correction turned off: judged as measured"
     pairs = []
     for key in base_cells:
         if key in new_cells:

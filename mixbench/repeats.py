@@ -92,12 +92,15 @@ def process_record(row: Mapping[str, Any], index: int) -> dict[str, Any]:
     }
 
 
-def combine_processes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def combine_processes(
+    rows: Sequence[Mapping[str, Any]], planned: int | None = None
+) -> dict[str, Any]:
     """One cell's row from the rows of its R processes (in process order).
 
     A process that failed makes the cell fail with that status (the reason says which
-    process). Otherwise the row is the first process's, with the latency statistics taken
-    over the process medians when R > 1 (median, IQR, 95 % CI, noise flag), the
+    process, of the ``planned`` ones: the processes after it never ran). Otherwise the row
+    is the first process's, with the latency statistics taken over the process medians
+    when R > 1 (median, IQR, 95 % CI, noise flag), the
     within-process spread beside the between-process one, rates rescaled to the new median,
     the reference workload's time (``measurement.reference_ms``) the median over processes,
     every process's samples kept and each process's summary under ``processes``.
@@ -112,8 +115,9 @@ def combine_processes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     failed = next((r for r in rows if r.get("status") != "ok"), None)
     if failed is not None:
         index = rows.index(failed) + 1
-        several = len(rows) > 1 and failed.get("status") != "skipped"  # skipped: not chance
-        prefix = f"process {index} of {len(rows)}: " if several else ""
+        total = planned or len(rows)
+        several = total > 1 and failed.get("status") != "skipped"  # skipped: not chance
+        prefix = f"process {index} of {total}: " if several else ""
         reason = prefix + str(failed.get("reason"))
         return {**failed, "reason": reason, "processes": records, "duration_s": row["duration_s"]}
     metrics = row["metrics"]

@@ -10,16 +10,14 @@ when both runs have it. The workload is the same whatever the cell: one thread (
 matmul for arithmetic and a large copy for memory bandwidth, about 30 ms, timed as the
 median of a few blocks so one preempted block does not count.
 
-This module knows torch and a clock; nothing about cells, mixers or the CLI.
+It runs on the cell's device (on an accelerator it measures that device, not the host),
+with the timing protocol of ``mixbench.measure.timing``. This module knows nothing about
+cells, mixers or the CLI.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
-from mixbench.measure.stats import median
-from mixbench.measure.timing import thread_limit
+from mixbench.measure.timing import TimingConfig, measure
 
 MATMUL_SIZE = 256  # a 256 x 256 float32 matmul: 34 MFLOP, cache-resident (~0.6 ms here)
 MATMULS_PER_BLOCK = 4
@@ -30,37 +28,29 @@ DESCRIPTION = (
     f"{THREADS} thread: {MATMULS_PER_BLOCK} float32 {MATMUL_SIZE}x{MATMUL_SIZE} matmuls and a "
     f"{COPY_BYTES // 2**20} MiB copy per block, median of {BLOCKS} blocks"
 )
+# Exactly BLOCKS blocks after one warm-up block, however fast: the reference's cost is fixed.
+REFERENCE_TIMING = TimingConfig(
+    warmup_iters=1, warmup_s=0.0, min_time_s=0.0, max_time_s=0.0, min_samples=BLOCKS,
+    max_samples=BLOCKS, min_block_s=0.0, max_overhead=0.01,
+)  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Reference:
-    """The reference workload's block time, in ms (median of ``BLOCKS`` blocks)."""
-
-    ms: float
-    samples_ms: list[float]
-
-
-def time_reference() -> Reference:
-    """Time the reference workload here and now (one warm-up block, then ``BLOCKS``)."""
+def time_reference(device: str = "cpu") -> list[float]:
+    """The reference workload's block times on ``device`` here and now, in ms."""
     import torch
 
     generator = torch.Generator().manual_seed(0)
-    with thread_limit(THREADS), torch.no_grad():
-        a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, generator=generator)
-        b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, generator=generator)
-        out = torch.empty(MATMUL_SIZE, MATMUL_SIZE)
-        source = torch.full((COPY_BYTES // 4,), 1.0)
-        target = torch.empty_like(source)
+    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, generator=generator).to(device)
+    b = torch.randn(MATMUL_SIZE, MATMUL_SIZE, generator=generator).to(device)
+    out = torch.empty_like(a)
+    source = torch.full((COPY_BYTES // 4,), 1.0, device=device)
+    target = torch.empty_like(source)
 
-        def block() -> None:
-            for _ in range(MATMULS_PER_BLOCK):
-                torch.mm(a, b, out=out)
-            target.copy_(source)
+    def block() -> None:
+        for _ in range(MATMULS_PER_BLOCK):
+            torch.mm(a, b, out=out)
+        target.copy_(source)
 
-        block()
-        samples = []
-        for _ in range(BLOCKS):
-            begin = time.perf_counter()
-            block()
-            samples.append((time.perf_counter() - begin) * 1e3)
-    return Reference(median(samples), samples)
+    with torch.no_grad():
+        result = measure(block, REFERENCE_TIMING, device=device, threads=THREADS)
+    return [s * 1e3 for s in result.samples_s]
