@@ -709,9 +709,10 @@ def render_comparison(comparison: Comparison, console: Any) -> None:
     table = Table(
         title=f"{metric.title()} · {metric.arrow} {metric.direction} · "
         f"threshold {comparison.threshold:.1%}, alpha {comparison.alpha} · new/base: as "
-        "measured · machine: reference workload new/base · judged: drift-corrected ratio "
-        "[confidence interval] · R: processes base/new · noise: (max-min)/median of a "
-        "side's judged samples, the larger",
+        "measured · machine: reference workload new/base · judged: estimated ratio "
+        f"\\[interval at >= {1 - comparison.alpha:.0%}], drift-corrected where machine is "
+        "shown · R: processes base/new · noise: (max-min)/median of a side's judged "
+        "samples, the larger",
         title_justify="left",
     )
     columns = ("cell", "base", "new", "new/base", "machine", "judged", "R", "noise", "p", "verdict")
