@@ -188,15 +188,23 @@ def relative_range(values: Sequence[float]) -> float | None:
 def spread_warnings(rows: Sequence[Mapping[str, Any]], threshold: float) -> list[str]:
     """One line per finished cell whose process medians lie further apart than
     ``threshold`` (relative range): ``mixbench compare`` at that threshold cannot call a
-    change on such a cell, since its own repeats already differ that much."""
+    change on such a cell, since its own repeats already differ that much. The spread is
+    that of what compare judges: each process's median over its reference workload time
+    when the row has them (the machine's drift taken out), else the medians as measured."""
     lines = []
     for row in rows:
-        spread = relative_range(process_medians(row)) if row.get("status") == "ok" else None
+        if row.get("status") != "ok":
+            continue
+        medians, references = process_medians(row), process_references(row)
+        corrected = len(references) == len(medians)
+        judged = [m / r for m, r in zip(medians, references, strict=True)] if corrected else medians
+        spread = relative_range(judged)
         if spread is not None and spread > threshold:
             config = row.get("config") or {}
             size = config.get("tokens") or f"{config.get('image_size')}px"
+            what = "drift-corrected process medians" if corrected else "process medians"
             lines.append(
-                f"{config.get('mixer')} N={size}: process medians spread {spread:.1%} "
+                f"{config.get('mixer')} N={size}: {what} spread {spread:.1%} "
                 f"(max-min over median) > the {threshold:.0%} compare threshold"
             )
     return lines

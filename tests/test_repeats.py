@@ -114,6 +114,15 @@ def test_old_rows_are_one_process_and_spread_is_warned_beyond_the_threshold() ->
     shaky = combine_processes([_process_row(m, pid=i) for i, m in enumerate([10, 12, 11])])
     lines = spread_warnings([old, steady, shaky], threshold=0.05)
     assert len(lines) == 1 and "attention N=256" in lines[0] and "18.2%" in lines[0]
+    # The same spread, with the machine 20 % slower in the slow process: what compare
+    # judges (each median over its reference time) lies within 5 %, so no warning.
+    drifting = combine_processes(
+        [_process_row(m, pid=i, reference=r) for i, (m, r) in enumerate([(10, 4), (12, 4.8)])]
+    )
+    assert spread_warnings([drifting], threshold=0.05) == []
+    wild = combine_processes([_process_row(m, pid=i, reference=4) for i, m in enumerate([10, 12])])
+    (line,) = spread_warnings([wild], threshold=0.05)
+    assert "drift-corrected process medians spread 18.2%" in line
 
 
 def test_leaderboard_and_pytest_benchmark_export_read_process_medians(tmp_path: Any) -> None:
