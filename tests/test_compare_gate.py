@@ -271,6 +271,11 @@ def test_a_real_slowdown_survives_drift_correction(tmp_path: Path) -> None:
         assert pair.interval is not None
         assert pair.interval.estimate == pytest.approx(1.5, rel=0.03)
         assert pair.ratio == pytest.approx(1.35, rel=0.03)
+    # A rate is corrected the other way round: multiplied by the reference time.
+    throughput = compare_results(load_results(base), load_results(new), metric="throughput")
+    for pair in throughput.pairs:
+        assert pair.verdict == "regressed" and pair.interval is not None
+        assert pair.interval.estimate == pytest.approx(1 / 1.5, rel=0.03)
 
 
 def test_drift_is_not_corrected_across_torch_versions_or_without_references(
