@@ -228,14 +228,22 @@ def ratio_interval(
     is the set of ratios r for which the exact test would not tell NEW / r from BASE: an
     interval above 1 + t says, at this confidence, that NEW is slower by more than t. With
     5 a side it is [D(3), D(23)] at 96.8 %; with 4, [min, max] at 97.1 %; 3 a side give none.
-    Values must be positive (times, rates).
+
+    Times and rates are positive. A metric that can be zero or negative (a training
+    accuracy of 0) is shifted rather than scaled: the same interval of the differences
+    y_j - x_i, read as ratios 1 + d / |median(BASE)| (None when that median is 0).
     """
     n1, n2 = len(base), len(new)
     if n1 == 0 or n2 == 0:
         raise ValueError("a ratio interval needs at least one value on each side")
-    if min(*base, *new) <= 0:
-        raise ValueError("a ratio interval needs positive values")
-    differences = sorted(math.log(y) - math.log(x) for x in base for y in new)
+    scaled = min(*base, *new) > 0
+    center = abs(statistics.median(base))
+    if not scaled and center == 0:
+        return None
+    if scaled:
+        differences = sorted(math.log(y) - math.log(x) for x in base for y in new)
+    else:
+        differences = sorted(y - x for x in base for y in new)
     pairs = n1 * n2
     if n1 + n2 > EXACT_MAX_SAMPLES:
         normal, mean = statistics.NormalDist(), pairs / 2
@@ -252,10 +260,14 @@ def ratio_interval(
         tail = below / total
     if k < 1:
         return None
+
+    def ratio(difference: float) -> float:
+        return math.exp(difference) if scaled else 1 + difference / center
+
     return RatioInterval(
-        estimate=math.exp(statistics.median(differences)),
-        low=math.exp(differences[k - 1]),
-        high=math.exp(differences[pairs - k]),
+        estimate=ratio(statistics.median(differences)),
+        low=ratio(differences[k - 1]),
+        high=ratio(differences[pairs - k]),
         coverage=1 - 2 * tail,
     )
 
@@ -618,7 +630,7 @@ def _judge(
     spreads = [s for s in (relative_range(x), relative_range(y)) if s is not None]
     noise = max(spreads) if spreads else None
     p = rank_test_p(x, y) if min(len(x), len(y)) >= 2 else None
-    interval = ratio_interval(x, y, alpha) if p is not None and _positive(x, y) else None
+    interval = ratio_interval(x, y, alpha) if p is not None else None
     if interval is None:  # R = 1 on a side, or too few repeats for any interval at alpha
         verdict = NOT_JUDGEABLE
     elif interval.low > 1 + threshold or interval.high < 1 - threshold:
@@ -639,10 +651,6 @@ def _worse(ratio: float, metric: Metric) -> bool:
 
 def _beyond(worse: bool) -> str:
     return "regressed" if worse else "improved"
-
-
-def _positive(*samples: Sequence[float]) -> bool:
-    return all(v > 0 for side in samples for v in side)
 
 
 def _corrected(

@@ -186,6 +186,13 @@ def test_ratio_interval_known_answers() -> None:
     assert four is not None and four.coverage == pytest.approx(1 - 2 / 70)
     assert (four.low, four.high) == pytest.approx((6 / 4, 9 / 1))  # [min, max] of the ratios
     assert ratio_interval(base[:3], new[:3]) is None  # 3 a side: no interval at 95 %
+    # Values that can be 0 (an accuracy) are shifted, read against BASE's median.
+    shifted = ratio_interval([0.0, 0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8, 0.9])
+    differences = sorted(
+        y - x for x in (0.0, 0.1, 0.2, 0.3, 0.4) for y in (0.5, 0.6, 0.7, 0.8, 0.9)
+    )
+    assert shifted is not None and shifted.low == pytest.approx(1 + differences[2] / 0.2)
+    assert ratio_interval([-1.0, 0.0, 1.0, 0.0, 0.0], [1.0] * 5) is None  # BASE centred on 0
 
 
 @pytest.mark.parametrize("seed", range(6))
