@@ -15,9 +15,11 @@ only the cells differ between checks, never the budget:
 * R = 1: two one-process runs of the A/A command, compared: cells must be reported as not
   judgeable, never as regressed.
 
-Each check is judged as ``mixbench compare`` judges it (drift-corrected by the reference
-workload) and, for the record, as measured (``drift_correction=False``), so the table shows
-what the correction does on the A/A pairs and that it leaves the known slowdowns standing.
+Each check is judged as ``mixbench compare --threshold 10%`` judges it (the recommended
+threshold on this machine; drift-corrected by the reference workload) and, for the record,
+as measured (``drift_correction=False``) and at the default 5 % threshold, so the table
+shows what the correction and the threshold each do on the A/A pairs and that neither
+takes the known slowdowns away.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ KEPT = ("manifest.json", "results.jsonl")
 # The README's recommended gate: R processes a cell, each timed for 1 s (the default) to at
 # most 2 s, one thread (set per check below).
 RECOMMENDED = ["--processes", str(RECOMMENDED_R), "--max-time", "2", "--quiet"]
+# ... compared with `mixbench compare BASE NEW --threshold 10%` (README: why not the 5 %
+# default on this machine); the table also gives each check's outcome at the default.
+THRESHOLD = 0.10
+DEFAULT_THRESHOLD = 0.05
 AA = ["bench", *("--mixer", "attention", "--mixer", "pooling"), "--tokens", "256,1024"]
 DETECT = ["bench", "--mixer", "attention", "--tokens", "2048"]
 GROUPS = {  # group: its runs' command ("one_thread" is also the base of the batch check)
@@ -147,11 +153,16 @@ def _tracking(run_dirs: list[Path]) -> tuple[float, int] | None:
     return statistics.correlation(xs, ys), len(xs)
 
 
-def _judge(base: Path, new: Path, drift_correction: bool = True):  # type: ignore[no-untyped-def]
+def _judge(  # type: ignore[no-untyped-def]
+    base: Path, new: Path, drift_correction: bool = True, threshold: float = THRESHOLD
+):
     from mixbench.compare import compare_results
     from mixbench.results import load_results
 
-    return compare_results(load_results(base), load_results(new), drift_correction=drift_correction)
+    base_rows, new_rows = load_results(base), load_results(new)
+    return compare_results(
+        base_rows, new_rows, threshold=threshold, drift_correction=drift_correction
+    )
 
 
 def render(root: Path) -> dict[str, str]:
@@ -205,6 +216,16 @@ def render(root: Path) -> dict[str, str]:
             f"| {statistics.median(ratios):.3f} | {estimate_text} | {noise_text} "
             f"| {raw_failures} ({raw_failures / len(pairs):.0%}) |"
         )
+    at_default = []
+    for label, pairs in checks:
+        fails = sum(_judge(b, n, threshold=DEFAULT_THRESHOLD).gate() == 1 for b, n in pairs)
+        at_default.append(f"{label}: {fails} of {len(pairs)}")
+    lines += [
+        "",
+        f"Exit 1 at the default `--threshold {DEFAULT_THRESHOLD:.0%}` instead (drift-corrected): "
+        + "; ".join(at_default)
+        + ".",
+    ]
     speeds = [_speeds(run) for run in runs["aa"]]
     lines += [
         "",
@@ -222,7 +243,12 @@ def render(root: Path) -> dict[str, str]:
             f"{tracking[1]} processes.",
         ]
     commands = sorted({_command(p) for group in runs.values() for p in group})
-    lines += ["", "Commands (each run separately; compared with `mixbench compare BASE NEW`):", ""]
+    lines += [
+        "",
+        "Commands (each run separately; compared with "
+        f"`mixbench compare BASE NEW --threshold {THRESHOLD:.0%}`):",
+        "",
+    ]
     lines += [f"    {command}" for command in commands]
     manifest = json.loads((runs["aa"][0] / "manifest.json").read_text())
     env = manifest.get("environment") or {}
