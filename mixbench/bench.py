@@ -11,7 +11,9 @@
 
 Per cell, in this order: seed and threads are fixed; the module, inputs and (train mode)
 optimizer are built; with ``compile`` the first call is timed on its own as ``compile_s``;
-FLOPs are counted on the eager module; the step is timed (``mixbench.measure.timing``);
+FLOPs are counted on the eager module; the step is timed (``mixbench.measure.timing``)
+between two timings of a fixed reference workload (``mixbench.measure.reference``: how
+fast the machine was around the cell, which ``mixbench compare`` corrects drift with);
 then, in a separate pass since profiling perturbs timing, the step's peak memory is measured
 (``mixbench.measure.memory``).
 
@@ -44,7 +46,8 @@ Row schema (``schema`` 1), one JSON object per cell, written once and never edit
                  executed_gflops_per_s, model_frac_peak_flops, executed_frac_peak_flops,
                  compile_s},
      "samples_ms": [per-iteration latency of each timed block, ms],
-     "measurement": {warm-up and sampling settings, block size, stop reason, ...},
+     "measurement": {warm-up and sampling settings, block size, stop reason, ...,
+                     reference_ms: the reference workload's time around the cell},
      "runtime": {"mixer": runtime_info() of the mixer(s), "flops_by_op": {...},
                  "model_flops_source": str, "model_flops_by_part": {...},
                  "complexity": str, "plugin": str, "grid_layout": str}}
@@ -69,6 +72,7 @@ from typing import Any
 
 from mixbench.errors import ContractError, IncompatibleError, is_out_of_memory
 from mixbench.measure.flops import CONVENTIONS_VERSION
+from mixbench.measure.stats import median
 
 SCHEMA = 1
 NUM_CLASSES = 10  # model level: a small head, so the mixer and shell dominate
@@ -351,6 +355,7 @@ def measure_cell(
 
     from mixbench.measure.flops import count_flops
     from mixbench.measure.memory import measure_peak_memory
+    from mixbench.measure.reference import DESCRIPTION, time_reference
     from mixbench.measure.timing import TimingConfig, measure, thread_limit
 
     timing = TimingConfig(**dict(settings.get("timing") or {}))
@@ -376,7 +381,9 @@ def measure_cell(
             begin = time.perf_counter()
             steps.step()
             compile_s = time.perf_counter() - begin
+        before = time_reference(device)
         result = measure(steps.step, timing, device=device, threads=threads)
+        after = time_reference(device)
         steps.check_finite()
         if eager.train:
             eager.clear_grads()  # gradients count in the step's peak
@@ -414,7 +421,14 @@ def measure_cell(
         "executed_frac_peak_flops": executed_frac,
         "compile_s": compile_s,
     }
-    measurement = {**result.as_dict(), "timing": _plain(vars(timing))}
+    measurement = {
+        **result.as_dict(),
+        "timing": _plain(vars(timing)),
+        "reference_workload": DESCRIPTION,
+        "reference_ms": median([*before, *after]),
+        "reference_before_ms": median(before),
+        "reference_after_ms": median(after),
+    }
     runtime = {
         "mixer": _mixer_infos(module),
         "flops_by_op": flops.by_op,

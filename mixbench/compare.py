@@ -8,33 +8,51 @@ seeds of one cell are pooled.
 
 For each pair we report the ratio new/base of the cell's aggregated value (the median over
 process medians for benchmarks, the mean over seeds for training) and a verdict. A change
-counts only when it is **both** statistically significant and larger than ``--threshold``:
+counts only when the samples show, at confidence 1 - alpha, that it is larger than
+``--threshold``: the distribution-free confidence interval of the ratio (Hodges-Lehmann,
+from the exact Mann-Whitney distribution, ``ratio_interval``) must lie entirely beyond it.
+A point estimate beyond the threshold is not enough: with five processes a side, one
+side's processes can all be 20 % slower than the other's by drift alone, and then only
+the interval's width says that a 25 % change is not established.
 
-* timings: a two-sided exact rank test (Mann-Whitney U, exact null distribution, ties
-  included) on the *process-level* samples: one median per worker process
+* timings: the samples are *process-level*: one median per worker process
   (``mixbench bench --processes R``). Per-iteration samples of one process are not used:
   they share that process's allocator, cache and frequency state, so thousands of them
   give astronomically small p-values for drift that the next process does not reproduce.
   A row from before process repeats counts as one process.
-* training metrics: the same test on the per-seed values;
+* machine drift: every process also times a fixed reference workload around its cell
+  (``mixbench.measure.reference``). When both sides have it, on the same hardware and
+  torch, each process's time is divided by its own reference time before judging, so a
+  machine that ran 20 % slower during one run cancels; the drift corrected is shown. The
+  reference runs one thread whatever the cell's ``--threads``, so 1 thread against 2 is
+  not corrected away. Rows without it (older runs, R = 1) are judged as measured, and the
+  output says so.
+* training metrics: the same rule on the per-seed values;
 * deterministic metrics (parameters, FLOPs, peak memory): any difference is real;
-* a cell whose samples cannot reach significance (R = 1 on a side; with the exact test
+* a cell whose samples allow no interval at alpha (R = 1 on a side; with the exact test
   also 3 against 3, whose smallest two-sided p is 0.1) is "not enough repeats to judge",
-  never a regression. ``--strict`` makes such cells fail the gate too.
+  never a regression. ``--strict`` makes such cells fail the gate too, and also a
+  "possible regression": slower with confidence, but by an amount the interval does not
+  place beyond the threshold.
+
+Verdicts: regressed / improved (interval beyond the threshold), possible regression /
+possible improvement (interval excludes 1 and crosses the threshold), within threshold
+(excludes 1, inside the threshold), unchanged (includes 1), and for failed cells broke,
+fixed, failed in both.
 
 Each timing pair also shows its noise floor: the larger relative range (max - min over the
-median) of the two sides' process medians. A change smaller than that leaves the two sides'
+median) of the two sides' judged samples. A change smaller than that leaves the two sides'
 processes overlapping, which is why it is not a verdict.
 
 A cell that ran on BASE but failed on NEW (out of memory, error) counts as a regression;
-cells present on one side only are listed and are not an error. With many cells some will
-be "significant" by chance at alpha = 0.05; the threshold is what keeps those small chance
-differences from failing a CI job.
+cells present on one side only are listed and are not an error. The threshold is what
+keeps small real differences (and the chance ones among many cells) from failing a CI job.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -52,6 +70,10 @@ POOLED_FIELDS = frozenset({"repeat", "seed"})
 BOOKKEEPING_FIELDS = frozenset({"out", "json", "quiet", "timeout", "run_id", "repeats"})
 REGRESSION_VERDICTS = frozenset({"regressed", "broke"})
 NOT_JUDGEABLE = "not enough repeats to judge"
+POSSIBLE_REGRESSION = "possible regression"
+# What must be equal for the reference workload to mean the same on both sides.
+DRIFT_FACTS = ("device_name", "cpu", "torch_version")
+REFERENCE_WORKLOAD = "measurement.reference_workload"
 EXACT_MAX_SAMPLES = 40  # above this many samples in all, the normal approximation
 
 
@@ -114,12 +136,10 @@ def mann_whitney_u(
     return MannWhitney(u=u, z=z, p=p)
 
 
-def _exact_p(u: float, n1: int, n2: int) -> float:
-    """Two-sided p-value of U from its exact null distribution (no ties).
-
-    counts[k] is the number of orderings of n1 x-values and n2 y-values with U = k, built by
-    the recurrence on the largest value: it is either an x (adding n2' to U) or a y.
-    """
+def _u_counts(n1: int, n2: int) -> list[int]:
+    """counts[k]: the number of orderings of n1 x-values and n2 y-values (no ties) with
+    U = k, by the recurrence on the largest value: it is either an x (adding n2' to U) or
+    a y. Under the null hypothesis every ordering is equally likely."""
     counts = [[[1] if m == 0 or n == 0 else [] for n in range(n2 + 1)] for m in range(n1 + 1)]
     for m in range(1, n1 + 1):
         for n in range(1, n2 + 1):
@@ -130,7 +150,12 @@ def _exact_p(u: float, n1: int, n2: int) -> float:
                 (with_x[k] if k < len(with_x) else 0) + (without[k] if k < len(without) else 0)
                 for k in range(size)
             ]
-    table = counts[n1][n2]
+    return counts[n1][n2]
+
+
+def _exact_p(u: float, n1: int, n2: int) -> float:
+    """Two-sided p-value of U from its exact null distribution (no ties)."""
+    table = _u_counts(n1, n2)
     total = math.comb(n1 + n2, n1)
     k = round(u)
     lower = sum(table[: k + 1]) / total
@@ -179,6 +204,74 @@ def smallest_p(n1: int, n2: int) -> float:
     return min(1.0, 2 / math.comb(n1 + n2, n1))
 
 
+@dataclass(frozen=True)
+class RatioInterval:
+    """How much larger NEW is than BASE, as a ratio, with its confidence interval."""
+
+    estimate: float  # Hodges-Lehmann: the median of NEW_j / BASE_i over all pairs
+    low: float
+    high: float
+    coverage: float  # the interval's exact confidence level (at least 1 - alpha)
+
+
+def ratio_interval(
+    base: Sequence[float], new: Sequence[float], alpha: float = ALPHA
+) -> RatioInterval | None:
+    """The Hodges-Lehmann estimate of the ratio NEW / BASE and its distribution-free
+    confidence interval, or None when the sample sizes allow no interval at ``1 - alpha``.
+
+    The shift of log values is estimated by the median of the n1 n2 pairwise differences
+    log y_j - log x_i, and the interval is [D(k), D(n1 n2 + 1 - k)] of the sorted
+    differences, k - 1 being the largest u with P(U <= u) <= alpha / 2 under the exact null
+    distribution of the Mann-Whitney U (Hollander & Wolfe, *Nonparametric Statistical
+    Methods*, sec. 4.3; the normal approximation beyond ``EXACT_MAX_SAMPLES`` values). It
+    is the set of ratios r for which the exact test would not tell NEW / r from BASE: an
+    interval above 1 + t says, at this confidence, that NEW is slower by more than t. With
+    5 a side it is [D(3), D(23)] at 96.8 %; with 4, [min, max] at 97.1 %; 3 a side give none.
+
+    Times and rates are positive. A metric that can be zero or negative (a training
+    accuracy of 0) is shifted rather than scaled: the same interval of the differences
+    y_j - x_i, read as ratios 1 + d / |median(BASE)| (None when that median is 0).
+    """
+    n1, n2 = len(base), len(new)
+    if n1 == 0 or n2 == 0:
+        raise ValueError("a ratio interval needs at least one value on each side")
+    scaled = min(*base, *new) > 0
+    center = abs(statistics.median(base))
+    if not scaled and center == 0:
+        return None
+    if scaled:
+        differences = sorted(math.log(y) - math.log(x) for x in base for y in new)
+    else:
+        differences = sorted(y - x for x in base for y in new)
+    pairs = n1 * n2
+    if n1 + n2 > EXACT_MAX_SAMPLES:
+        normal, mean = statistics.NormalDist(), pairs / 2
+        sd = math.sqrt(pairs * (n1 + n2 + 1) / 12)
+        k = math.floor(mean - normal.inv_cdf(1 - alpha / 2) * sd - 0.5) + 1
+        tail = normal.cdf((k - 0.5 - mean) / sd)
+    else:
+        total = math.comb(n1 + n2, n1)
+        below, k = 0, 0  # k: how many values of U have P(U <= u) <= alpha / 2
+        for count in _u_counts(n1, n2):
+            if 2 * (below + count) > alpha * total:
+                break
+            below, k = below + count, k + 1
+        tail = below / total
+    if k < 1:
+        return None
+
+    def ratio(difference: float) -> float:
+        return math.exp(difference) if scaled else 1 + difference / center
+
+    return RatioInterval(
+        estimate=ratio(statistics.median(differences)),
+        low=ratio(differences[k - 1]),
+        high=ratio(differences[pairs - k]),
+        coverage=1 - 2 * tail,
+    )
+
+
 def parse_threshold(text: str) -> float:
     """``"5%"``, ``"5"`` and ``"0.05"`` all mean five per cent."""
     raw = text.strip()
@@ -202,6 +295,9 @@ class Side:
     values: list[float]
     samples: list[float]  # process-level samples of a timing metric (one per process)
     count: int
+    # The reference workload's time in each of those processes (mixbench.measure.reference),
+    # aligned with ``samples``; empty when any row lacks it (from before references).
+    references: list[float] = field(default_factory=list)
 
     @property
     def spread(self) -> float | None:
@@ -218,19 +314,18 @@ class Pair:
     label: dict[str, Any]
     base: Side
     new: Side
-    ratio: float  # new / base
-    p: float | None
-    verdict: str  # regressed | improved | unchanged | within threshold | NOT_JUDGEABLE | ...
+    ratio: float  # new / base of the two sides' values, as measured
+    p: float | None  # the rank test on the judged samples
+    verdict: str  # regressed | improved | unchanged | within threshold | possible ... | ...
+    # The machine's speed NEW / BASE (reference workload, median over processes) the judged
+    # samples were corrected for; None when they were not.
+    drift: float | None = None
+    interval: RatioInterval | None = None  # of the judged ratio; None when none is possible
+    noise: float | None = None  # the larger relative range of the judged samples' sides
 
     @property
     def regressed(self) -> bool:
         return self.verdict in REGRESSION_VERDICTS
-
-    @property
-    def noise(self) -> float | None:
-        """The noise floor: the larger relative range of the two sides' processes."""
-        spreads = [s for s in (self.base.spread, self.new.spread) if s is not None]
-        return max(spreads) if spreads else None
 
 
 @dataclass
@@ -245,6 +340,7 @@ class Comparison:
     only_new: list[dict[str, Any]] = field(default_factory=list)
     paired_across: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     environment: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    uncorrected: str | None = None  # why timings were not drift-corrected (None: they were)
 
     @property
     def regressions(self) -> list[Pair]:
@@ -252,7 +348,14 @@ class Comparison:
 
     @property
     def inconclusive(self) -> list[Pair]:
-        return [p for p in self.pairs if p.verdict == NOT_JUDGEABLE]
+        """Cells the gate could not clear: too few repeats, or a possible regression."""
+        return [p for p in self.pairs if p.verdict in (NOT_JUDGEABLE, POSSIBLE_REGRESSION)]
+
+    @property
+    def drift(self) -> float | None:
+        """The machine's speed NEW / BASE over the corrected cells (median), or None."""
+        drifts = [p.drift for p in self.pairs if p.drift is not None]
+        return statistics.median(drifts) if drifts else None
 
     @property
     def exit_code(self) -> int:
@@ -260,8 +363,8 @@ class Comparison:
         return 1 if self.regressions else 0
 
     def gate(self, *, strict: bool = False) -> int:
-        """The exit status of a CI gate: 1 on a regression, or (``strict``) on a cell that
-        could not be judged; else 0."""
+        """The exit status of a CI gate: 1 on a regression, or (``strict``) on a cell it
+        could not clear (not enough repeats, or a possible regression); else 0."""
         return 1 if self.regressions or (strict and self.inconclusive) else 0
 
     def counts(self) -> dict[str, int]:
@@ -278,8 +381,10 @@ def compare_results(
     metric: str | None = "latency",
     threshold: float = 0.05,
     alpha: float = ALPHA,
+    drift_correction: bool = True,
 ) -> Comparison:
-    """Pair the cells of two result frames (from ``load_results``) and judge each change."""
+    """Pair the cells of two result frames (from ``load_results``) and judge each change
+    (``drift_correction=False``: judge timings as measured, ignoring the reference)."""
     kind = _common_kind(base, new)
     base, new = base[base["kind"] == kind], new[new["kind"] == kind]
     chosen = resolve_metric(metric, kind, [*base.columns, *new.columns])
@@ -304,19 +409,63 @@ def compare_results(
     base_cells = _cells(base, identity, chosen, kind)
     new_cells = _cells(new, identity, chosen, kind)
     shown = _label_fields(identity, [*base_cells, *new_cells])
-    pairs = []
-    for key in base_cells:
-        if key in new_cells:
-            label = {name: value for name, value in key if name in shown}
-            pairs.append(_judge(label, base_cells[key], new_cells[key], chosen, threshold, alpha))
-    only_base = [{n: v for n, v in k if n in shown} for k in base_cells if k not in new_cells]
-    only_new = [{n: v for n, v in k if n in shown} for k in new_cells if k not in base_cells]
     environment = {}
     for fact in ENVIRONMENT_FACTS:
         old, now = _constant(base, fact), _constant(new, fact)
         if old != now:
             environment[fact] = (old, now)
-    return Comparison(chosen, threshold, alpha, pairs, only_base, only_new, across, environment)
+    blocked = _drift_blocked(base, new, environment) if chosen.timing else None
+    if chosen.timing and not drift_correction:
+        blocked = "drift correction turned off: judged as measured"
+    pairs = []
+    for key in base_cells:
+        if key in new_cells:
+            label = {name: value for name, value in key if name in shown}
+            pairs.append(
+                _judge(
+                    label,
+                    base_cells[key],
+                    new_cells[key],
+                    chosen,
+                    threshold,
+                    alpha,
+                    correct=chosen.timing and blocked is None,
+                )
+            )
+    only_base = [{n: v for n, v in k if n in shown} for k in base_cells if k not in new_cells]
+    only_new = [{n: v for n, v in k if n in shown} for k in new_cells if k not in base_cells]
+    uncorrected = blocked
+    if chosen.timing and blocked is None:
+        missing = sum(p.drift is None and p.base.status == p.new.status == "ok" for p in pairs)
+        if missing:
+            uncorrected = (
+                f"{missing} cell(s) have no reference workload on a side (rows from before "
+                "mixbench timed one, or R = 1): judged as measured"
+            )
+    return Comparison(
+        chosen, threshold, alpha, pairs, only_base, only_new, across, environment, uncorrected
+    )
+
+
+def _drift_blocked(
+    base: pd.DataFrame, new: pd.DataFrame, environment: dict[str, tuple[Any, Any]]
+) -> str | None:
+    """Why the reference workload cannot correct drift between these runs, or None.
+
+    It measures the machine only when it is the same workload on the same hardware and
+    torch (a torch upgrade that slows every matmul would otherwise be corrected away)."""
+    differing = [fact for fact in DRIFT_FACTS if fact in environment]
+    if differing:
+        return f"runs differ in {', '.join(differing)}: not drift-corrected"
+    workloads = {
+        str(v)
+        for frame in (base, new)
+        if REFERENCE_WORKLOAD in frame.columns
+        for v in frame[REFERENCE_WORKLOAD].dropna()
+    }
+    if len(workloads) > 1:
+        return "the runs timed different reference workloads: not drift-corrected"
+    return None
 
 
 def _common_kind(base: pd.DataFrame, new: pd.DataFrame) -> str:
@@ -376,17 +525,36 @@ def _cells(
         ok = (group["status"] == "ok").to_numpy() & values.notna().to_numpy()
         good = [float(v) for v in values[ok]]
         samples: list[float] = []
+        references: list[float] | None = []
         if metric.timing:
             for record in group[ok].to_dict("records"):
-                samples.extend(_process_samples(record, metric))
+                measured = _process_samples(record, metric)
+                samples.extend(measured)
+                found = _process_references(record)
+                if references is not None and len(found) == len(measured):
+                    references.extend(found)
+                else:
+                    references = None  # one row without: the side cannot be corrected
         if not good:
             statuses = group["status"][group["status"] != "ok"]
             status = str(statuses.mode().iloc[0]) if len(statuses) else "missing"
             cells[key] = Side(status, math.nan, [], [], len(group))
             continue
         center = sum(good) / len(good) if kind == "train" else float(pd.Series(good).median())
-        cells[key] = Side("ok", center, good, samples, len(group))
+        cells[key] = Side("ok", center, good, samples, len(group), references or [])
     return cells
+
+
+def _process_references(record: dict[str, Any]) -> list[float]:
+    """A row's reference workload time in each of its processes (see ``_process_samples``
+    for which rows have several), or nothing when it has none."""
+    several = record.get("process_references_ms")
+    if isinstance(several, list):
+        return [float(v) for v in several]
+    one = record.get("measurement.reference_ms")
+    if isinstance(one, (int, float)) and not math.isnan(one) and one > 0:
+        return [float(one)]
+    return []
 
 
 def _process_samples(record: dict[str, Any], metric: Metric) -> list[float]:
@@ -425,8 +593,17 @@ def _label_fields(identity: list[str], keys: list[tuple[tuple[str, Any], ...]]) 
 
 
 def _judge(
-    label: dict[str, Any], base: Side, new: Side, metric: Metric, threshold: float, alpha: float
+    label: dict[str, Any],
+    base: Side,
+    new: Side,
+    metric: Metric,
+    threshold: float,
+    alpha: float,
+    *,
+    correct: bool = False,
 ) -> Pair:
+    """The verdict on one pair (module docstring): from the confidence interval of the
+    ratio, on drift-corrected process samples when ``correct`` and both sides have them."""
     if base.status != "ok" or new.status != "ok":
         verdict = (
             "failed in both"
@@ -437,28 +614,53 @@ def _judge(
         )
         return Pair(label, base, new, math.nan, None, verdict)
     ratio = new.value / base.value if base.value else (math.inf if new.value else 1.0)
-    p: float | None = None
-    significant: bool | None
     if metric.deterministic:
-        significant = new.value != base.value
-    else:
-        x, y = (base.samples, new.samples) if metric.timing else (base.values, new.values)
-        if min(len(x), len(y)) >= 2:
-            p = rank_test_p(x, y)
-        # R = 1 on a side, or too few repeats for any p below alpha: no verdict possible.
-        judgeable = min(len(x), len(y)) >= 2 and smallest_p(len(x), len(y)) < alpha
-        significant = p < alpha if judgeable and p is not None else None
-    worse = ratio < 1 if metric.higher_is_better else ratio > 1
-    beyond = abs(ratio - 1) > threshold
-    if significant is None:
+        changed, worse = new.value != base.value, _worse(ratio, metric)
+        beyond = abs(ratio - 1) > threshold
+        verdict = "unchanged" if not changed else _beyond(worse) if beyond else "within threshold"
+        return Pair(label, base, new, ratio, None, verdict)
+    x, y = (base.samples, new.samples) if metric.timing else (base.values, new.values)
+    drift = None
+    if correct and base.references and new.references:
+        drift = statistics.median(new.references) / statistics.median(base.references)
+        x = _corrected(x, base.references, metric)
+        y = _corrected(y, new.references, metric)
+    from mixbench.repeats import relative_range
+
+    spreads = [s for s in (relative_range(x), relative_range(y)) if s is not None]
+    noise = max(spreads) if spreads else None
+    p = rank_test_p(x, y) if min(len(x), len(y)) >= 2 else None
+    interval = ratio_interval(x, y, alpha) if p is not None else None
+    if interval is None:  # R = 1 on a side, or too few repeats for any interval at alpha
         verdict = NOT_JUDGEABLE
-    elif not significant:
+    elif interval.low > 1 + threshold or interval.high < 1 - threshold:
+        verdict = _beyond(_worse(interval.estimate, metric))
+    elif interval.low <= 1 <= interval.high:
         verdict = "unchanged"
-    elif not beyond:
+    elif interval.low >= 1 - threshold and interval.high <= 1 + threshold:
         verdict = "within threshold"
     else:
-        verdict = "regressed" if worse else "improved"
-    return Pair(label, base, new, ratio, p, verdict)
+        worse = _worse(interval.estimate, metric)
+        verdict = POSSIBLE_REGRESSION if worse else "possible improvement"
+    return Pair(label, base, new, ratio, p, verdict, drift, interval, noise)
+
+
+def _worse(ratio: float, metric: Metric) -> bool:
+    return ratio < 1 if metric.higher_is_better else ratio > 1
+
+
+def _beyond(worse: bool) -> str:
+    return "regressed" if worse else "improved"
+
+
+def _corrected(
+    samples: Sequence[float], references: Sequence[float], metric: Metric
+) -> list[float]:
+    """Each process's sample in units of its own reference workload time: a latency
+    divided by it, a rate multiplied by it, so a machine running slower for a while cancels."""
+    if metric.higher_is_better:
+        return [s * r for s, r in zip(samples, references, strict=True)]
+    return [s / r for s, r in zip(samples, references, strict=True)]
 
 
 def _plain(value: Any) -> Any:
@@ -476,7 +678,18 @@ def _key_value(value: Any) -> Any:
 
 # -- rendering ---------------------------------------------------------------------------
 
-_STYLE = {"regressed": "bold red", "broke": "bold red", "improved": "green", "fixed": "green"}
+_STYLE = {
+    "regressed": "bold red",
+    "broke": "bold red",
+    POSSIBLE_REGRESSION: "yellow",
+    "improved": "green",
+    "fixed": "green",
+}
+
+
+def format_interval(interval: RatioInterval) -> str:
+    """``1.031 [0.982, 1.080]``: the estimated ratio and its confidence interval."""
+    return f"{interval.estimate:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
 
 
 def render_comparison(comparison: Comparison, console: Any) -> None:
@@ -492,13 +705,26 @@ def render_comparison(comparison: Comparison, console: Any) -> None:
         console.print(f"paired across differing [bold]{name}[/]: {old} → {now}")
     for name, (old, now) in comparison.environment.items():
         console.print(f"[yellow]runs differ in {name}:[/] {escape(str(old))} → {escape(str(now))}")
+    if metric.timing:
+        drift = comparison.drift
+        if drift is not None:
+            console.print(
+                f"machine drift NEW/BASE: {drift:.3f} (reference workload timed in every "
+                "process; each process's time is divided by its own before judging)"
+            )
+        if comparison.uncorrected:
+            console.print(f"[yellow]{escape(comparison.uncorrected)}[/]")
     table = Table(
         title=f"{metric.title()} · {metric.arrow} {metric.direction} · "
-        f"threshold {comparison.threshold:.1%}, alpha {comparison.alpha} · R: processes "
-        "base/new · noise: spread (max-min)/median of a side's process medians, the larger",
+        f"threshold {comparison.threshold:.1%}, alpha {comparison.alpha} · new/base: as "
+        "measured · machine: reference workload new/base · judged: estimated ratio "
+        f"\\[interval at >= {1 - comparison.alpha:.0%}], drift-corrected where machine is "
+        "shown · R: processes base/new · noise: (max-min)/median of a side's judged "
+        "samples, the larger",
         title_justify="left",
     )
-    for column in ("cell", "base", "new", "new/base", "R", "noise", "p", "verdict"):
+    columns = ("cell", "base", "new", "new/base", "machine", "judged", "R", "noise", "p", "verdict")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("cell", "verdict") else "right")
     for pair in comparison.pairs:
         label = " ".join(f"{k}={v}" for k, v in pair.label.items())
@@ -511,12 +737,16 @@ def render_comparison(comparison: Comparison, console: Any) -> None:
             format_number(pair.new.value * scale) if pair.new.status == "ok" else (pair.new.status)
         )
         ratio = "" if math.isnan(pair.ratio) else f"{pair.ratio:.3f}"
+        machine = "" if pair.drift is None else f"{pair.drift:.3f}"
+        judged = "" if pair.interval is None else format_interval(pair.interval)
         p = "" if pair.p is None else f"{pair.p:.2g}"
         style = _STYLE.get(pair.verdict, "")
         verdict = f"[{style}]{pair.verdict}[/]" if style else pair.verdict
         repeats = f"{len(pair.base.samples)}/{len(pair.new.samples)}" if metric.timing else ""
         noise = "" if pair.noise is None else f"{pair.noise:.1%}"
-        table.add_row(escape(label), base, new, ratio, repeats, noise, p, verdict)
+        table.add_row(
+            escape(label), base, new, ratio, machine, escape(judged), repeats, noise, p, verdict
+        )
     console.print(table)
     for side, cells in (("BASE", comparison.only_base), ("NEW", comparison.only_new)):
         for cell in cells:
@@ -530,9 +760,15 @@ def render_comparison(comparison: Comparison, console: Any) -> None:
         else "[green]no regression[/]"
     )
     console.print(f"{len(comparison.pairs)} paired cell(s): {counts or 'none'}; {outcome}")
-    if comparison.inconclusive:
+    unjudged = sum(p.verdict == NOT_JUDGEABLE for p in comparison.pairs)
+    if unjudged:
         console.print(
-            f"{len(comparison.inconclusive)} cell(s): {NOT_JUDGEABLE} (R = processes per "
-            "side; the exact test needs R >= 4 a side to reach p < 0.05: run "
-            "mixbench bench --processes 5 or more)"
+            f"{unjudged} cell(s): {NOT_JUDGEABLE} (R = processes per side; the exact test "
+            "needs R >= 4 a side to reach p < 0.05: run mixbench bench --processes 5 or more)"
+        )
+    possible = sum(p.verdict == POSSIBLE_REGRESSION for p in comparison.pairs)
+    if possible:
+        console.print(
+            f"{possible} cell(s): {POSSIBLE_REGRESSION} (slower, but the confidence interval "
+            "reaches below the threshold; more processes would tell; --strict fails on it)"
         )

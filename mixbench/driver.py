@@ -201,7 +201,7 @@ def drive(
                     if key in ended or (len(rows) < planned.processes and not failed):
                         return
                     if planned.processes > 1:
-                        row = {**combine_processes(rows), "key": key}
+                        row = {**combine_processes(rows, planned=planned.processes), "key": key}
                     else:
                         row = rows[0]
                     with stop.writing():

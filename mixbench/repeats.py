@@ -74,6 +74,7 @@ def interleaved(
 def process_record(row: Mapping[str, Any], index: int) -> dict[str, Any]:
     """What a cell's row keeps of one process: its median and summary, pid and timing."""
     metrics = row.get("metrics") or {}
+    measurement = row.get("measurement") or {}
     return {
         "index": index,
         "pid": (row.get("runtime") or {}).get("pid"),
@@ -82,19 +83,26 @@ def process_record(row: Mapping[str, Any], index: int) -> dict[str, Any]:
         "iqr_ms": metrics.get("latency_ms_iqr"),
         "ci95_ms": metrics.get("latency_ms_ci95"),
         "rel_iqr": metrics.get("latency_rel_iqr"),
+        "reference_ms": measurement.get("reference_ms"),
+        "reference_before_ms": measurement.get("reference_before_ms"),
+        "reference_after_ms": measurement.get("reference_after_ms"),
         "samples": len(row.get("samples_ms") or []),
         "started_at": row.get("started_at"),
         "duration_s": row.get("duration_s"),
     }
 
 
-def combine_processes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def combine_processes(
+    rows: Sequence[Mapping[str, Any]], planned: int | None = None
+) -> dict[str, Any]:
     """One cell's row from the rows of its R processes (in process order).
 
     A process that failed makes the cell fail with that status (the reason says which
-    process). Otherwise the row is the first process's, with the latency statistics taken
-    over the process medians when R > 1 (median, IQR, 95 % CI, noise flag), the
+    process, of the ``planned`` ones: the processes after it never ran). Otherwise the row
+    is the first process's, with the latency statistics taken over the process medians
+    when R > 1 (median, IQR, 95 % CI, noise flag), the
     within-process spread beside the between-process one, rates rescaled to the new median,
+    the reference workload's time (``measurement.reference_ms``) the median over processes,
     every process's samples kept and each process's summary under ``processes``.
     """
     if not rows:
@@ -107,8 +115,9 @@ def combine_processes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     failed = next((r for r in rows if r.get("status") != "ok"), None)
     if failed is not None:
         index = rows.index(failed) + 1
-        several = len(rows) > 1 and failed.get("status") != "skipped"  # skipped: not chance
-        prefix = f"process {index} of {len(rows)}: " if several else ""
+        total = planned or len(rows)
+        several = total > 1 and failed.get("status") != "skipped"  # skipped: not chance
+        prefix = f"process {index} of {total}: " if several else ""
         reason = prefix + str(failed.get("reason"))
         return {**failed, "reason": reason, "processes": records, "duration_s": row["duration_s"]}
     metrics = row["metrics"]
@@ -119,6 +128,12 @@ def combine_processes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if len(rows) == 1:
         metrics["latency_between_rel_iqr"] = None
         return row
+    references = process_references(row)
+    measurement = dict(first.get("measurement") or {})
+    measurement.pop("reference_before_ms", None)  # each process's are in its record
+    measurement.pop("reference_after_ms", None)
+    measurement["reference_ms"] = median(references) if references else None
+    row["measurement"] = measurement
     summary = summarize(medians)
     scale = float(first["metrics"]["latency_ms_median"]) / summary.median
     for name in RATE_METRICS:
@@ -148,6 +163,20 @@ def process_medians(row: Mapping[str, Any]) -> list[float]:
     return [float(value)] if isinstance(value, (int, float)) else []
 
 
+def process_references(row: Mapping[str, Any]) -> list[float]:
+    """The reference workload's time (``mixbench.measure.reference``) in each of a row's
+    processes, in the order of ``process_medians``; empty when any process lacks it (rows
+    from before references, or a failed process): such a row cannot be drift-corrected."""
+    records = row.get("processes")
+    if isinstance(records, list) and records:
+        values = [r.get("reference_ms") if isinstance(r, Mapping) else None for r in records]
+    else:
+        values = [(row.get("measurement") or {}).get("reference_ms")]
+    if all(isinstance(v, (int, float)) and v > 0 for v in values):
+        return [float(v) for v in values]  # type: ignore[arg-type]
+    return []
+
+
 def relative_range(values: Sequence[float]) -> float | None:
     """(max - min) / median: how far apart the process medians lie (None below two)."""
     if len(values) < 2:
@@ -159,15 +188,23 @@ def relative_range(values: Sequence[float]) -> float | None:
 def spread_warnings(rows: Sequence[Mapping[str, Any]], threshold: float) -> list[str]:
     """One line per finished cell whose process medians lie further apart than
     ``threshold`` (relative range): ``mixbench compare`` at that threshold cannot call a
-    change on such a cell, since its own repeats already differ that much."""
+    change on such a cell, since its own repeats already differ that much. The spread is
+    that of what compare judges: each process's median over its reference workload time
+    when the row has them (the machine's drift taken out), else the medians as measured."""
     lines = []
     for row in rows:
-        spread = relative_range(process_medians(row)) if row.get("status") == "ok" else None
+        if row.get("status") != "ok":
+            continue
+        medians, references = process_medians(row), process_references(row)
+        corrected = len(references) == len(medians)
+        judged = [m / r for m, r in zip(medians, references, strict=True)] if corrected else medians
+        spread = relative_range(judged)
         if spread is not None and spread > threshold:
             config = row.get("config") or {}
             size = config.get("tokens") or f"{config.get('image_size')}px"
+            what = "drift-corrected process medians" if corrected else "process medians"
             lines.append(
-                f"{config.get('mixer')} N={size}: process medians spread {spread:.1%} "
+                f"{config.get('mixer')} N={size}: {what} spread {spread:.1%} "
                 f"(max-min over median) > the {threshold:.0%} compare threshold"
             )
     return lines

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mixbench.errors import UsageError
-from mixbench.repeats import process_medians
+from mixbench.repeats import process_medians, process_references
 from mixbench.store import Problem, find_results, read_manifest, read_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -407,6 +407,9 @@ def _flatten_row(row: Mapping[str, Any], run: RunInfo) -> tuple[dict[str, Any], 
     record["samples_ms"] = list(samples) if isinstance(samples, list) else None
     medians = process_medians(row)  # the process-level unit of compare and the exports
     record["process_medians_ms"] = medians if len(medians) > 1 else None
+    references = process_references(row)  # the machine's speed in each of those processes
+    several = len(medians) > 1 and len(references) == len(medians)
+    record["process_references_ms"] = references if several else None
     curves = row.get("curves_file")
     record["curves_file"] = str(run.path / curves) if isinstance(curves, str) else None
     record["started_at"] = row.get("started_at")

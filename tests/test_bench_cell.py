@@ -133,6 +133,11 @@ def test_ok_row_schema_and_units() -> None:
     assert m["memory_method"] == "profiler_cpu_allocations"
     assert row["runtime"]["complexity"] == "O(N)"
     assert row["runtime"]["grid"] == [8, 8]
+    # The reference workload was timed around the cell (what compare corrects drift with).
+    measurement = row["measurement"]
+    assert measurement["reference_workload"].startswith("1 thread")
+    assert measurement["reference_ms"] > 0
+    assert min(measurement["reference_before_ms"], measurement["reference_after_ms"]) > 0
 
 
 def test_train_mode_counts_the_optimizer_state_and_sam_two_passes() -> None:

@@ -11,13 +11,16 @@ from mixbench.repeats import (
     interleaved,
     process_key,
     process_medians,
+    process_references,
     relative_range,
     split_process_key,
     spread_warnings,
 )
 
 
-def _process_row(median: float, *, pid: int, status: str = "ok") -> dict[str, Any]:
+def _process_row(
+    median: float, *, pid: int, status: str = "ok", reference: float | None = None
+) -> dict[str, Any]:
     return {
         "schema": 1,
         "kind": "bench",
@@ -38,6 +41,7 @@ def _process_row(median: float, *, pid: int, status: str = "ok") -> dict[str, An
         else {},
         "samples_ms": [median * 0.99, median, median * 1.01] if status == "ok" else [],
         "runtime": {"pid": pid},
+        "measurement": {} if reference is None else {"reference_ms": reference},
         "started_at": "2026-01-01T00:00:00+00:00",
         "duration_s": 1.0,
     }
@@ -78,6 +82,17 @@ def test_combined_row_reports_over_process_medians() -> None:
     assert [p["median_ms"] for p in row["processes"]] == [10.0, 12.0, 11.0, 10.5, 30.0]
     assert len(row["samples_ms"]) == 15 and row["duration_s"] == 5.0
     assert process_medians(row) == [10.0, 12.0, 11.0, 10.5, 30.0]
+    assert process_references(row) == [] and row["measurement"]["reference_ms"] is None
+
+
+def test_each_process_keeps_its_reference_workload_time() -> None:
+    references = [4.0, 4.2, 8.0, 4.1, 4.0]
+    rows = [_process_row(10.0 * r, pid=i, reference=r) for i, r in enumerate(references)]
+    row = combine_processes(rows)
+    assert process_references(row) == references  # aligned with process_medians
+    assert row["measurement"]["reference_ms"] == 4.1  # the median over processes
+    rows[2]["measurement"] = {}  # one process without: the row cannot be corrected
+    assert process_references(combine_processes(rows)) == []
 
 
 def test_one_process_keeps_the_row_and_a_failed_process_fails_the_cell() -> None:
@@ -88,6 +103,8 @@ def test_one_process_keeps_the_row_and_a_failed_process_fails_the_cell() -> None
     assert failed["status"] == "oom"
     assert failed["reason"] == "process 2 of 2: out of memory"
     assert len(failed["processes"]) == 2
+    early = combine_processes([_process_row(0, pid=1, status="oom")], planned=5)
+    assert early["reason"] == "process 1 of 5: out of memory"  # the other four never ran
 
 
 def test_old_rows_are_one_process_and_spread_is_warned_beyond_the_threshold() -> None:
@@ -97,6 +114,15 @@ def test_old_rows_are_one_process_and_spread_is_warned_beyond_the_threshold() ->
     shaky = combine_processes([_process_row(m, pid=i) for i, m in enumerate([10, 12, 11])])
     lines = spread_warnings([old, steady, shaky], threshold=0.05)
     assert len(lines) == 1 and "attention N=256" in lines[0] and "18.2%" in lines[0]
+    # The same spread, with the machine 20 % slower in the slow process: what compare
+    # judges (each median over its reference time) lies within 5 %, so no warning.
+    drifting = combine_processes(
+        [_process_row(m, pid=i, reference=r) for i, (m, r) in enumerate([(10, 4), (12, 4.8)])]
+    )
+    assert spread_warnings([drifting], threshold=0.05) == []
+    wild = combine_processes([_process_row(m, pid=i, reference=4) for i, m in enumerate([10, 12])])
+    (line,) = spread_warnings([wild], threshold=0.05)
+    assert "drift-corrected process medians spread 18.2%" in line
 
 
 def test_leaderboard_and_pytest_benchmark_export_read_process_medians(tmp_path: Any) -> None:

@@ -217,13 +217,20 @@ def provenance_html(run: RunInfo) -> str:
 
 def comparison_html(comparison: Comparison, base: str, new: str) -> str:
     """Every paired cell with its ratio, p-value and verdict; regressions marked."""
+    from mixbench.compare import format_interval
+
     metric = comparison.metric
     scale = metric.display_scale
     out = [
         f"<p>{esc(new)} against {esc(base)}: {esc(metric.title())}, {esc(metric.direction)}; "
-        f"a change counts when significant (alpha {comparison.alpha}) and above "
-        f"{comparison.threshold:.1%}.</p>"
+        f"a change counts when its confidence interval (alpha {comparison.alpha}) lies "
+        f"beyond {comparison.threshold:.1%}.</p>"
     ]
+    if comparison.drift is not None:
+        out.append(f'<p class="meta">machine drift new/base (reference workload): '
+                   f"{comparison.drift:.3f}, corrected process by process</p>")  # fmt: skip
+    if comparison.uncorrected:
+        out.append(f'<p class="meta">{esc(comparison.uncorrected)}</p>')
     for name, (old, now) in {**comparison.paired_across, **comparison.environment}.items():
         out.append(f'<p class="meta">runs differ in {esc(name)}: {esc(str(old))} → '
                    f"{esc(str(now))}</p>")  # fmt: skip
@@ -238,17 +245,19 @@ def comparison_html(comparison: Comparison, base: str, new: str) -> str:
         mark = f"{REGRESSION_MARK} " if pair.regressed else ""
         verdict = f'<span class="verdict-{esc(pair.verdict)}">{mark}{esc(pair.verdict)}</span>'
         css = "regressed" if pair.regressed else pair.verdict.replace(" ", "-")
+        judged = "" if pair.interval is None else format_interval(pair.interval)
         rows.append(
             f'<tr class="{esc(css)}">'
             + cell(label)
             + "".join(sides)
             + cell("" if math.isnan(pair.ratio) else f"{pair.ratio:.3f}", pair.ratio, True)
+            + cell(judged, pair.interval.estimate if pair.interval else "", True)
             + cell("" if pair.p is None else f"{pair.p:.2g}", pair.p, True)
             + cell(verdict, pair.verdict, raw=True)
             + "</tr>"
         )
-    headers = ["cell", "base", "new", "new/base", "p", "verdict"]
-    numeric = [False, True, True, True, True, False]
+    headers = ["cell", "base", "new", "new/base", "judged [CI]", "p", "verdict"]
+    numeric = [False, True, True, True, True, True, False]
     out.append(sortable_table("comparison-cells", headers, rows, numeric))
     for side, cells in (("base", comparison.only_base), ("new", comparison.only_new)):
         for only in cells:
