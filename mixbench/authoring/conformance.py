@@ -5,7 +5,7 @@ optimizer, the check and the shapes involved, so a broken plugin is told precise
 broke instead of getting a traceback from deep inside torch. mixbench's own test suite runs
 these over every registered mixer and optimizer, so a new built-in is tested automatically.
 
-    from mixbench.testing import check_mixer, check_optimizer
+    from mixbench.authoring.conformance import check_mixer, check_optimizer
 
     def test_my_mixer():
         check_mixer("my_mixer")          # every mixer check, 1-D and 2-D grids
@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from mixbench.core.plugin_loader import get_registry
+from mixbench.core.registry import Entry
 from mixbench.errors import ContractError, IncompatibleError, MixbenchError, is_out_of_memory
-from mixbench.plugins import get_registry
-from mixbench.registry import Entry
 
 DEFAULT_GRIDS: tuple[tuple[int, ...], ...] = ((64,), (8, 8))
 DEFAULT_DIM = 32
@@ -48,7 +48,7 @@ def _build(
     seed: int,
     index: int = 0,
 ) -> nn.Module:
-    from mixbench.shell import build_mixer
+    from mixbench.core.metaformer import build_mixer
 
     torch.manual_seed(seed)
     try:
@@ -425,7 +425,7 @@ def check_optimizer_decreases(
     name: str, *, lr: float | None = None, options: Mapping[str, Any] | None = None, steps: int = 50
 ) -> None:
     """``step(closure)`` drives a convex quadratic's loss down by at least half."""
-    from mixbench.api import create_optimizer
+    from mixbench.core.api import create_optimizer
 
     entry = _entry("optimizer", name)
     weight, loss_fn = _quadratic()
@@ -469,7 +469,7 @@ def check_optimizer_state_dict(
 ) -> None:
     """A state_dict saved after some steps, loaded into a fresh optimizer, continues the run
     exactly as the original does."""
-    from mixbench.api import create_optimizer
+    from mixbench.core.api import create_optimizer
 
     entry = _entry("optimizer", name)
 

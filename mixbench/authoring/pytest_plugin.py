@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mixbench.plugins import PluginSet
-    from mixbench.registry import Registry
+    from mixbench.core.plugin_loader import PluginSet
+    from mixbench.core.registry import Registry
 
 BENCHMARK_MARKER = "mixbench_benchmark"
 _CONFORMANCE_KINDS = ("mixer", "optimizer")
@@ -143,7 +143,7 @@ def _problems(plugins: PluginSet, owned: Sequence[str]) -> list[str]:
 
 def _activate(monkeypatch: pytest.MonkeyPatch, env_value: str) -> Registry:
     """Load the built-ins plus ``env_value``'s plugins as the process-wide plugin set."""
-    from mixbench import plugins
+    from mixbench.core import plugin_loader as plugins
 
     monkeypatch.setenv(plugins.ENV_VAR, env_value)
     plugins.reset()
@@ -156,7 +156,7 @@ def _activate(monkeypatch: pytest.MonkeyPatch, env_value: str) -> Registry:
 @pytest.fixture
 def mixbench_registry() -> Registry:
     """The registry of every installed (and permitted) mixbench plugin."""
-    from mixbench.plugins import get_registry
+    from mixbench.core.plugin_loader import get_registry
 
     return get_registry()
 
@@ -166,7 +166,7 @@ def mixbench_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Reg
     """``mixbench_only("my-mixer", ...)``: load the built-ins and just the named installed
     plugins for this test, and return the registry; the previous plugin set comes back
     afterwards. Fails the test, saying why, when a named plugin is missing or broken."""
-    from mixbench import plugins
+    from mixbench.core import plugin_loader as plugins
 
     def load(*names: str) -> Registry:
         try:
@@ -217,9 +217,9 @@ class ConformanceCase:
 
     def run(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Run the check with only the built-ins and the plugin under test loaded."""
-        from mixbench import plugins
+        from mixbench.authoring.conformance import MIXER_CHECKS, OPTIMIZER_CHECKS
+        from mixbench.core import plugin_loader as plugins
         from mixbench.errors import ContractError, MixbenchError
-        from mixbench.testing import MIXER_CHECKS, OPTIMIZER_CHECKS
 
         if self.problem is not None:
             pytest.fail(self.problem, pytrace=False)
@@ -269,8 +269,13 @@ def conformance_cases(
     skip: Mapping[str, Iterable[str]] | None = None,
 ) -> list[Any]:
     """The ``pytest.param`` cases of ``mixbench_conformance`` (see there)."""
-    from mixbench import plugins
-    from mixbench.testing import DEFAULT_GRIDS, MIXER_CHECKS, OPTIMIZER_CHECKS, causality_applies
+    from mixbench.authoring.conformance import (
+        DEFAULT_GRIDS,
+        MIXER_CHECKS,
+        OPTIMIZER_CHECKS,
+        causality_applies,
+    )
+    from mixbench.core import plugin_loader as plugins
 
     def failing(problem: str) -> list[Any]:
         case = ConformanceCase("plugin", plugin, "load", "", problem=problem)
@@ -461,7 +466,7 @@ def _time_mixer(benchmark: Any, case: BenchmarkCase) -> Any:
 
     import torch
 
-    from mixbench.api import create_mixer
+    from mixbench.core.api import create_mixer
 
     torch.manual_seed(0)
     module = create_mixer(case.mixer, dim=case.dim, grid=case.grid, options=case.options)

@@ -1,7 +1,7 @@
 """One bench cell: build a mixer, block or model, measure it, and return a plain-JSON row.
 
 ``run_cell`` is what an executor runs (in an isolated worker process, see
-``mixbench.worker``); it never raises. Every outcome is a row with a status:
+``mixbench.runs.worker``); it never raises. Every outcome is a row with a status:
 
 * ``ok``: measured;
 * ``skipped``: a valid option that cannot work with this grid (``IncompatibleError``),
@@ -105,7 +105,7 @@ def build(config: Mapping[str, Any]) -> Built:
     """The module and random inputs of a cell, on its device."""
     import torch
 
-    from mixbench import api
+    from mixbench.core import api
 
     level, name = config["level"], config["mixer"]
     options = dict(config.get("mixer_options") or {})
@@ -224,7 +224,7 @@ def prepare(built: Built, config: Mapping[str, Any]) -> Any:
 
     mode, dtype = config["mode"], _dtype(config.get("dtype", "float32"))
     if mode == "train":
-        from mixbench import api
+        from mixbench.core import api
 
         built.module.train()
         if built.inputs.is_floating_point():
@@ -456,7 +456,7 @@ def check_contract(config: Mapping[str, Any], built: Built) -> None:
     on a batch of three on the CPU, at the cell's width and token grid (for a whole model,
     the first stage's).
     """
-    from mixbench.testing import check_mixer_batch_independence, check_mixer_shape
+    from mixbench.authoring.conformance import check_mixer_batch_independence, check_mixer_shape
 
     options = dict(config.get("mixer_options") or {})
     if config["level"] == "model":
@@ -526,7 +526,7 @@ def failed_row(cell: Mapping[str, Any], status: str, reason: str, started: float
 def _registry_facts(name: Any) -> dict[str, Any]:
     """What the registry says about the mixer (its stated complexity, for the tables)."""
     try:
-        from mixbench.plugins import get_registry
+        from mixbench.core.plugin_loader import get_registry
 
         entry = get_registry().get("mixer", str(name))
     except Exception:  # an unknown name is reported by the measurement itself

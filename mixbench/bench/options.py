@@ -8,7 +8,7 @@ options into cells (mixer x optimizer x size) and the settings that say how to t
 
 Token layout: ``tokens`` are token counts N. With ``layout="2d"`` (the default) each N is
 laid out on the square grid (sqrt N, sqrt N) when N is a perfect square, else on the most
-nearly square h x w with h * w = N (``mixbench.plan.grid_for_tokens``); ``"1d"`` uses the
+nearly square h x w with h * w = N (``mixbench.runs.cells.grid_for_tokens``); ``"1d"`` uses the
 sequence (N,). The grid is recorded in every row.
 
 Nothing here imports torch at module level.
@@ -149,8 +149,8 @@ class BenchOptions:
     def from_command_line(cls, **given: Any) -> BenchOptions:
         """Options from command-line-shaped values (``tokens="256,1024"``,
         ``mixer_option=["window=8"]``), as the CLI and sweep files give them."""
-        from mixbench.plan import parse_int_list
-        from mixbench.registry import parse_key_values
+        from mixbench.core.registry import parse_key_values
+        from mixbench.runs.cells import parse_int_list
 
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in given.items() if k in names and v is not None}
@@ -201,8 +201,8 @@ def split_options(
     ``KEY=VALUE`` goes to every selected entry that accepts KEY, and one that no selected
     entry accepts is an error (a typo must not pass silently).
     """
-    from mixbench.plugins import get_registry
-    from mixbench.registry import scope_options
+    from mixbench.core.plugin_loader import get_registry
+    from mixbench.core.registry import scope_options
 
     registry = get_registry()
     plain = {k: v for k, v in raw.items() if "." not in k}
@@ -224,7 +224,7 @@ def split_options(
 
 
 def _sizes(options: BenchOptions) -> list[tuple[int | None, tuple[int, ...], int | None]]:
-    from mixbench.plan import grid_for_tokens
+    from mixbench.runs.cells import grid_for_tokens
 
     if options.image_sizes:
         return [(None, (), size) for size in options.image_sizes]
@@ -258,9 +258,9 @@ def _timing(options: BenchOptions) -> dict[str, Any]:
 
 def plan_bench(options: BenchOptions) -> BenchPlan:
     """Check every name and option against the registry and plan the cells; run nothing."""
-    from mixbench.environment import resolve_device
-    from mixbench.plan import Cell, unique_cells
-    from mixbench.plugins import get_registry
+    from mixbench.core.plugin_loader import get_registry
+    from mixbench.runs.cells import Cell, unique_cells
+    from mixbench.runs.environment import resolve_device
 
     registry = get_registry()
     mixers = list(options.mixers or registry.names("mixer"))
@@ -336,7 +336,7 @@ def bench_cells(**given: Any) -> tuple[list[Any], dict[str, Any]]:
     run-level ones (``out``, ``as_json``, ``quiet``, ...) are ignored. Used by
     ``mixbench sweep`` so a sweep's cells carry the keys the command gives them.
     """
-    from mixbench.grids import RUN_LEVEL, command_keys
+    from mixbench.sweep.grid_table import RUN_LEVEL, command_keys
 
     accepted = set(command_keys("bench"))
     unknown = set(given) - accepted - set(RUN_LEVEL)

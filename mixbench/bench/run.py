@@ -1,4 +1,4 @@
-"""A bench run: a run directory for a bench plan, driven by ``mixbench.driver``.
+"""A bench run: a run directory for a bench plan, driven by ``mixbench.runs.driver``.
 
 ``start_bench`` creates the run directory (or, resuming, checks that the recorded options
 still plan the same cells) and returns what `drive` needs; the cells then run like any
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixbench.bench_options import BenchOptions, BenchPlan, plan_bench
+from mixbench.bench.options import BenchOptions, BenchPlan, plan_bench
 from mixbench.errors import UsageError
-from mixbench.store import check_writable
+from mixbench.runs.store import check_writable
 
 LOAD_WINDOW_S = 1.0
 
@@ -30,9 +30,9 @@ LOAD_WINDOW_S = 1.0
 class BenchRun:
     """A run directory ready to drive: its plan and the cells that still have no row."""
 
-    run: Any  # mixbench.store.RunDir
+    run: Any  # mixbench.runs.store.RunDir
     plan: BenchPlan
-    todo: list[Any]  # mixbench.driver.PlannedCell
+    todo: list[Any]  # mixbench.runs.driver.PlannedCell
     resumed: bool
     busy_cores: float | None  # sampled just before the run (None: not measurable here)
     cores: int
@@ -44,7 +44,7 @@ def cells_hash(keys: Sequence[str]) -> str:
 
 def recorded_options(run_dir: Path) -> BenchOptions:
     """The options a bench run directory was started with."""
-    from mixbench.store import recorded_options as recorded
+    from mixbench.runs.store import recorded_options as recorded
 
     values = dict(recorded(run_dir, "bench"))
     for name in ("mixers", "optimizers", "tokens", "image_sizes"):
@@ -54,9 +54,9 @@ def recorded_options(run_dir: Path) -> BenchOptions:
 
 def start_bench(options: BenchOptions, *, out: Path, resume: Path | None) -> BenchRun:
     """Plan the cells and create (or reopen) the run directory; run nothing."""
-    from mixbench.driver import PlannedCell
-    from mixbench.environment import busy_cores, collect_environment, usable_cores
-    from mixbench.store import SCHEMA_VERSION, RunDir, utc_now
+    from mixbench.runs.driver import PlannedCell
+    from mixbench.runs.environment import busy_cores, collect_environment, usable_cores
+    from mixbench.runs.store import SCHEMA_VERSION, RunDir, utc_now
 
     if resume is not None:
         options = recorded_options(resume)
@@ -139,7 +139,7 @@ def run_bench(
     """Plan, create (or reopen, ``resume``) the run directory and drive the cells; returns
     the run and the driver's `Outcome` (``status`` says whether it was interrupted).
     ``on_start`` sees the run before the first cell (the command prints its warnings)."""
-    from mixbench.driver import drive, locked
+    from mixbench.runs.driver import drive, locked
 
     with contextlib.ExitStack() as stack:
         if resume is not None:  # no other command adds rows while the missing cells are read

@@ -1,1 +1,3 @@
-"""One module per group of CLI commands; none imports torch at module level."""
+"""The ``mixbench`` command line: the Typer app (``app``) and one module per group of
+commands. The only package that imports typer; none of its modules imports torch at
+module level."""

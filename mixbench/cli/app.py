@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import typer
 
 import mixbench
+from mixbench.core.registry import parse_key_values, scope_options
 from mixbench.errors import MixbenchError, UsageError
-from mixbench.registry import parse_key_values, scope_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 __all__ = ["app", "fail", "guard", "main", "parse_key_values", "scope_options"]
@@ -36,18 +36,18 @@ app = typer.Typer(
 # (command name, module, function): each command lives in its own module under
 # mixbench/commands, imported at start-up only for its signature and help text.
 CORE_COMMANDS: list[tuple[str, str, str]] = [
-    ("bench", "mixbench.commands.bench", "bench"),
-    ("train", "mixbench.commands.train", "train_command"),
-    ("sweep", "mixbench.commands.sweep", "sweep_command"),
-    ("leaderboard", "mixbench.commands.report", "leaderboard_command"),
-    ("compare", "mixbench.commands.report", "compare_command"),
-    ("plot", "mixbench.commands.report", "plot_command"),
-    ("report", "mixbench.commands.report", "report_command"),
-    ("list", "mixbench.commands.registry", "list_command"),
-    ("info", "mixbench.commands.registry", "info_command"),
-    ("plugins", "mixbench.commands.registry", "plugins_command"),
-    ("env", "mixbench.commands.registry", "env_command"),
-    ("new-plugin", "mixbench.commands.authoring", "new_plugin_command"),
+    ("bench", "mixbench.cli.bench", "bench"),
+    ("train", "mixbench.cli.train", "train_command"),
+    ("sweep", "mixbench.cli.sweep", "sweep_command"),
+    ("leaderboard", "mixbench.cli.report", "leaderboard_command"),
+    ("compare", "mixbench.cli.report", "compare_command"),
+    ("plot", "mixbench.cli.report", "plot_command"),
+    ("report", "mixbench.cli.report", "report_command"),
+    ("list", "mixbench.cli.registry", "list_command"),
+    ("info", "mixbench.cli.registry", "info_command"),
+    ("plugins", "mixbench.cli.registry", "plugins_command"),
+    ("env", "mixbench.cli.registry", "env_command"),
+    ("new-plugin", "mixbench.cli.authoring", "new_plugin_command"),
 ]
 
 
@@ -108,7 +108,7 @@ def _register_core_commands() -> None:
 
 def load_plugin_commands(target: typer.Typer = app) -> None:
     """Let plugins add their sub-commands to ``target``."""
-    from mixbench.plugins import get_plugins
+    from mixbench.core.plugin_loader import get_plugins
 
     get_plugins().add_commands(target)
 

@@ -25,7 +25,7 @@ def new_plugin_command(
     """
     from rich.console import Console
 
-    from mixbench.scaffold import NEXT_COMMANDS, plugin_names, write_plugin
+    from mixbench.authoring.scaffold import NEXT_COMMANDS, plugin_names, write_plugin
 
     registered = plugin_names(name).registered
     target = write_plugin(name, kind, directory)

@@ -1,8 +1,8 @@
 """``mixbench bench``: parse the command line into `BenchOptions`, run, render.
 
-What a cell measures is ``mixbench.bench``; the options and the plan are
-``mixbench.bench_options``; the run directory and resume are ``mixbench.bench_run``; running
-the cells (executors, interrupts, process repeats) is ``mixbench.driver``. Nothing here
+What a cell measures is ``mixbench.bench.cell``; the options and the plan are
+``mixbench.bench.options``; the run directory and resume are ``mixbench.bench.run``; running
+the cells (executors, interrupts, process repeats) is ``mixbench.runs.driver``. Nothing here
 imports torch at module level: ``mixbench --help`` stays fast.
 """
 
@@ -132,8 +132,8 @@ def bench(
     Ctrl-C finishes the cell in flight and keeps every row (twice, or SIGTERM: abandons it);
     --resume RUN_DIR then runs exactly the cells without a row.
     """
-    from mixbench.bench_options import BenchOptions, check_whole
-    from mixbench.driver import executor_options
+    from mixbench.bench.options import BenchOptions, check_whole
+    from mixbench.runs.driver import executor_options
 
     options = BenchOptions.from_command_line(**{k: v for k, v in locals().items() if v is not None})
     check_whole("--max-parallel", max_parallel, 1)
@@ -159,8 +159,8 @@ def _run(
 ) -> None:
     from rich.console import Console
 
-    from mixbench.bench_run import load_warning, run_bench
-    from mixbench.driver import resume_hint
+    from mixbench.bench.run import load_warning, run_bench
+    from mixbench.runs.driver import resume_hint
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -194,8 +194,8 @@ def _print_json(row: dict[str, Any]) -> None:
 
 def _render(run: Any, outcome: Any, console: Any, quiet: bool) -> None:
     """The run's tables (every session's rows), the spread warnings and a summary line."""
-    from mixbench.repeats import GATE_THRESHOLD, spread_warnings
-    from mixbench.tables import print_tables, write_leaderboards
+    from mixbench.report.tables import print_tables, write_leaderboards
+    from mixbench.runs.repeats import GATE_THRESHOLD, spread_warnings
 
     rows = run.rows()
     if rows:

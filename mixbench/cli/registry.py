@@ -25,7 +25,7 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List registered mixers, optimizers, tasks and executors, with their source plugin."""
-    from mixbench.plugins import get_registry
+    from mixbench.core.plugin_loader import get_registry
 
     if what != "all" and what not in _PLURAL:
         raise UsageError(f"cannot list {what!r}; accepted: all, {', '.join(_PLURAL)}")
@@ -72,8 +72,8 @@ def info_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show what NAME is: description, options with defaults, complexity, source plugin."""
-    from mixbench.plugins import get_registry
-    from mixbench.registry import KINDS
+    from mixbench.core.plugin_loader import get_registry
+    from mixbench.core.registry import KINDS
 
     registry = get_registry()
     if kind is not None and kind not in KINDS:
@@ -120,7 +120,7 @@ def plugins_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List plugins: version, hooks, status (ok, failed, disabled) and any error."""
-    from mixbench.plugins import ENV_VAR, get_plugins
+    from mixbench.core.plugin_loader import ENV_VAR, get_plugins
 
     plugins = get_plugins()
     _ = plugins.registry  # run the register hooks, so hook failures show up too
@@ -154,7 +154,7 @@ def env_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show the environment a benchmark would record: versions, device, CPU, threads."""
-    from mixbench.environment import collect_environment, resolve_device
+    from mixbench.runs.environment import collect_environment, resolve_device
 
     env = collect_environment(resolve_device(device))
     if as_json:

@@ -25,7 +25,7 @@ def _stderr() -> Any:
 
 def _read(paths: list[Path], kind: str | None = None) -> Any:
     """Results under ``paths``; unreadable lines are reported (file:line) and skipped."""
-    from mixbench.results import read_results
+    from mixbench.report.results import read_results
 
     results = read_results(paths, kind=kind)
     if results.problems:
@@ -80,16 +80,16 @@ def leaderboard_command(
         raise UsageError(f"--format: {fmt!r} is not one of {', '.join(LEADERBOARD_FORMATS)}")
     results = _read(run_dirs, kind=kind)
     if fmt == "pytest-benchmark":
-        from mixbench.interop import dumps_pytest_benchmark
+        from mixbench.report.pytest_benchmark import dumps_pytest_benchmark
 
         _write(dumps_pytest_benchmark(results.frame), output)
         return
-    from mixbench.leaderboard import build_leaderboard
+    from mixbench.report.leaderboard import build_leaderboard
 
     fields = [f.strip() for f in group_by.split(",") if f.strip()] if group_by else None
     board = build_leaderboard(results.frame, kind=kind, metric=metric, group_by=fields)
     if fmt == "html":
-        from mixbench.site import leaderboard_page
+        from mixbench.report.site import leaderboard_page
 
         _write(leaderboard_page(board), output)
         return
@@ -119,7 +119,7 @@ def compare_command(
     """
     from rich.console import Console
 
-    from mixbench.compare import compare_results, parse_threshold, render_comparison
+    from mixbench.report.compare import compare_results, parse_threshold, render_comparison
 
     limit = parse_threshold(threshold)
     base_results, new_results = _read([base]), _read([new])
@@ -146,7 +146,7 @@ def plot_command(
     ),
 ) -> None:
     """Draw latency/memory scaling, training curves or accuracy-vs-throughput as a PNG."""
-    from mixbench.plots import PLOT_KINDS, plot, require_matplotlib
+    from mixbench.report.plots import PLOT_KINDS, plot, require_matplotlib
 
     if kind not in PLOT_KINDS:
         raise UsageError(f"--kind: {kind!r} is not one of {', '.join(PLOT_KINDS)}")
@@ -183,8 +183,8 @@ def report_command(
 ) -> None:
     """Write a static HTML report (opens from file://, no server): provenance, sortable
     leaderboards, interactive charts and, with --compare, a comparison."""
-    from mixbench.compare import parse_threshold
-    from mixbench.site import build_site
+    from mixbench.report.compare import parse_threshold
+    from mixbench.report.site import build_site
 
     limit = parse_threshold(threshold)
     for path in [*run_dirs, *(compare or ())]:
@@ -202,8 +202,8 @@ def write_report(run_dirs: list[Path], out_dir: Path, kind: str) -> list[Path]:
     and ``pareto.png``. A nox session regenerating ``results/`` calls this after running the
     sweep, so the README's tables and plots always come from one command.
     """
-    from mixbench.leaderboard import build_leaderboard
-    from mixbench.plots import plot
+    from mixbench.report.leaderboard import build_leaderboard
+    from mixbench.report.plots import plot
 
     results = _read(run_dirs, kind=kind)
     out_dir.mkdir(parents=True, exist_ok=True)

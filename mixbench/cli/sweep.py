@@ -1,6 +1,6 @@
 """``mixbench sweep``: run a sweep file's cells through an executor, resumably.
 
-The whole file is checked before anything runs (``mixbench.sweep``). Each finished cell's
+The whole file is checked before anything runs (``mixbench.sweep.sweep_file``). Each finished cell's
 row is appended (fsynced) to ``results.jsonl`` as it arrives, a training cell's curves to
 ``curves/<key>.json``, so a run killed at any moment keeps every finished cell and loses at
 most the cells in flight. The manifest records the sweep (its text and the hash of its cell
@@ -73,10 +73,10 @@ def sweep_command(
     abandons them), keeps every finished row and prints the command that resumes the run.
     Timing cells (bench) always run alone; training cells run up to --max-parallel at once.
     """
-    from mixbench.driver import executor_options, locked
-    from mixbench.namecache import NameCheck, known_names
-    from mixbench.store import RunDir, read_manifest, safe_name
-    from mixbench.sweep import parse_sweep, read_sweep, recorded_sweep
+    from mixbench.core.namecache import NameCheck, known_names
+    from mixbench.runs.driver import executor_options, locked
+    from mixbench.runs.store import RunDir, read_manifest, safe_name
+    from mixbench.sweep.sweep_file import parse_sweep, read_sweep, recorded_sweep
 
     if sweep_file is None and resume is None:
         raise UsageError("give a sweep file, or --resume RUN_DIR")
@@ -97,7 +97,7 @@ def sweep_command(
     sweep = spec.plan()  # second pass: the commands' planners; imports torch
     done: set[str] = set()
     if resume is not None:
-        from mixbench.sweep import check_same_sweep
+        from mixbench.sweep.sweep_file import check_same_sweep
 
         check_same_sweep(sweep, recorded, resume)
         done = RunDir(resume).done_keys()
@@ -132,7 +132,7 @@ def sweep_command(
             file=str(sweep_file) if sweep_file else None,
             resume_command=shlex.join([*resume_argv, "--resume", str(run.path)]),
         )
-        from mixbench.commands.train import run_tuned_stage  # a grid that asked for --tune-lr
+        from mixbench.cli.train import run_tuned_stage  # a grid that asked for --tune-lr
 
         run_tuned_stage(
             [p.cell for p in sweep.cells],
@@ -201,8 +201,8 @@ def run_sweep(
     """Record the sweep in a new run's manifest, drive its cells, summarise."""
     from rich.console import Console
 
-    from mixbench.driver import drive, resume_hint
-    from mixbench.sweep import write_sweep_manifest
+    from mixbench.runs.driver import drive, resume_hint
+    from mixbench.sweep.sweep_file import write_sweep_manifest
 
     if not resumed:
         write_sweep_manifest(sweep, run, file)
@@ -236,12 +236,12 @@ def _summarise(tally: Any, run: Any, console: Any, quiet: bool) -> None:
     bench = [r for r in rows if r.get("kind") == "bench"]
     train = [r for r in rows if r.get("kind") == "train"]
     if bench:
-        from mixbench.tables import print_tables, write_leaderboards
+        from mixbench.report.tables import print_tables, write_leaderboards
 
         write_leaderboards(bench, run.path, run.read_manifest())
         if not quiet:
             print_tables(bench, console)
     if train and not quiet:
-        from mixbench.commands.train import print_summary
+        from mixbench.cli.train import print_summary
 
         print_summary(train, run.path)

@@ -1,8 +1,8 @@
 """``mixbench train``: train every (mixer, optimizer, task, seed) combination under one
 protocol, through the run pipeline, and summarise it as mean ± std over seeds.
 
-Parses the command line into `mixbench.train_options.TrainOptions` (every range checked
-there), plans and checks the whole grid before anything trains (`mixbench.train_run`), and
+Parses the command line into `mixbench.train.options.TrainOptions` (every range checked
+there), plans and checks the whole grid before anything trains (`mixbench.train.run`), and
 hands the cells to the driver ``mixbench sweep`` uses, so a train run has the sweep's
 executors, ``--max-parallel``, resume, and Ctrl-C / SIGTERM behaviour. A tuned run
 (``--tune-lr``) is two stages of cells: the trials, then every seed at the chosen rates.
@@ -20,7 +20,7 @@ from typing import Any
 
 import typer
 
-from mixbench.train_summary import print_summary
+from mixbench.train.summary import print_summary
 
 DEFAULT_EXECUTOR = "inline"
 __all__ = ["print_summary", "train_cells", "train_command"]
@@ -122,10 +122,10 @@ def train_command(
     Ctrl-C finishes the cells in flight (twice: abandons them); --resume RUN_DIR trains the
     cells with no row yet.
     """
-    from mixbench.cli import parse_key_values
-    from mixbench.plugins import get_registry
-    from mixbench.train_options import options_from_cli
-    from mixbench.train_run import start_train
+    from mixbench.cli.app import parse_key_values
+    from mixbench.core.plugin_loader import get_registry
+    from mixbench.train.options import options_from_cli
+    from mixbench.train.run import start_train
 
     given = dict(locals())
     executor_options = parse_key_values(executor_option, "--executor-option")
@@ -161,8 +161,8 @@ def _terminal() -> bool:
 
 def run_stages(started: Any, drive: Mapping[str, Any], progress: str = "none") -> None:
     """The first stage's cells, then (a tuned run) the cells at each chosen rate."""
-    from mixbench.train import skipped
-    from mixbench.train_run import planned, write_rows_once
+    from mixbench.train.cell import skipped
+    from mixbench.train.run import planned, write_rows_once
 
     run, plan = started.run, started.plan
     skips = [skipped(c.config, plan.skips[c.key], run_id=run.path.name).row
@@ -175,8 +175,8 @@ def run_stages(started: Any, drive: Mapping[str, Any], progress: str = "none") -
 def run_tuned_stage(cells: Sequence[Any], drive: Mapping[str, Any], progress: str = "none") -> None:
     """After tuning trials (any of ``cells``) have rows: every seed at each chosen rate.
     ``mixbench sweep`` calls this too, so a sweep file's grid can ask for --tune-lr."""
-    from mixbench.train_plan import tuned_stage
-    from mixbench.train_run import planned, write_rows_once
+    from mixbench.train.plan import tuned_stage
+    from mixbench.train.run import planned, write_rows_once
 
     run = drive["run"]
     stage = tuned_stage(cells, run.rows(), run.path.name)
@@ -188,7 +188,7 @@ def run_tuned_stage(cells: Sequence[Any], drive: Mapping[str, Any], progress: st
 
 def _drive(cells: Sequence[Any], todo: Sequence[Any], drive: Mapping[str, Any]) -> None:
     """One stage through the sweep's driver (it raises typer.Exit when interrupted)."""
-    from mixbench.commands.sweep import run_sweep
+    from mixbench.cli.sweep import run_sweep
 
     run_sweep(sweep=SimpleNamespace(cells=cells), todo=todo, resumed=True, file=None, **drive)
 
@@ -205,8 +205,8 @@ def train_cells(**options: Any) -> list[Any]:
     import inspect
 
     from mixbench.errors import UsageError
-    from mixbench.train_options import options_from_cli
-    from mixbench.train_plan import plan_train
+    from mixbench.train.options import options_from_cli
+    from mixbench.train.plan import plan_train
 
     values: dict[str, Any] = {}
     for name, param in inspect.signature(train_command).parameters.items():

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from mixbench.core.plugin_loader import get_registry
 from mixbench.errors import UsageError
-from mixbench.plugins import get_registry
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from mixbench.shell import MetaFormer, MetaFormerBlock
+    from mixbench.core.metaformer import MetaFormer, MetaFormerBlock
     from mixbench.tasks import TaskData
 
 
@@ -39,7 +39,7 @@ def create_mixer(
     **extra: Any,
 ) -> torch.nn.Module:
     """A registered token mixer for ``dim`` channels on ``grid``; (B, N, dim) -> (B, N, dim)."""
-    from mixbench.shell import build_mixer
+    from mixbench.core.metaformer import build_mixer
 
     entry = get_registry().get("mixer", name)
     grid = tuple(int(g) for g in grid)
@@ -66,7 +66,7 @@ def create_block(
     **extra: Any,
 ) -> MetaFormerBlock:
     """One MetaFormer block around a registered mixer."""
-    from mixbench.shell import MetaFormerBlock
+    from mixbench.core.metaformer import MetaFormerBlock
 
     module = create_mixer(mixer, dim=dim, grid=grid, index=index, options=options, **extra)
     return MetaFormerBlock(
@@ -102,7 +102,7 @@ def create_model(
     preset cannot be. ``depth``/``dim``/``patch_size`` override an isotropic preset.
     Remaining keyword arguments are the mixer's options.
     """
-    from mixbench.shell import InputSpec, MetaFormer, get_preset, with_overrides
+    from mixbench.core.metaformer import InputSpec, MetaFormer, get_preset, with_overrides
 
     entry = get_registry().get("mixer", mixer)
     validated = entry.validate_options(_merge(options, mixer_options))

@@ -36,8 +36,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from mixbench.core.registry import Entry
 from mixbench.errors import IncompatibleError, OptionError, UsageError
-from mixbench.registry import Entry
 
 Layout = Literal["isotropic", "hierarchical"]
 

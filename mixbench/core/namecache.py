@@ -95,8 +95,8 @@ class KnownNames:
 
 
 def _from_registry() -> KnownNames:
-    from mixbench.plugins import get_plugins
-    from mixbench.registry import KINDS
+    from mixbench.core.plugin_loader import get_plugins
+    from mixbench.core.registry import KINDS
 
     plugins = get_plugins()
     registry = plugins.registry
@@ -111,7 +111,7 @@ def _from_registry() -> KnownNames:
 def known_names(*, cached: bool = True) -> KnownNames:
     """Registered names: the live registry when plugins are already loaded in this process,
     else the cache when it matches the installed plugins, else the registry (cached after)."""
-    from mixbench import plugins
+    from mixbench.core import plugin_loader as plugins
 
     if plugins._CURRENT is not None or not cached:
         return _from_registry()

@@ -1,7 +1,7 @@
 """Finding, loading and isolating plugins.
 
 Plugins are modules named by entry points in the ``mixbench`` group; mixbench's own built-ins
-(``plugins/`` in the source tree, importable as ``mixbench_plugins``) are found the same way.
+(``plugins/`` in the source tree, importable as ``mixbench_builtins``) are found the same way.
 Like flake8's plugin finder, one plugin that fails to import or raises in a hook is recorded
 with its error and left out; every other plugin keeps working.
 
@@ -23,7 +23,7 @@ from typing import Any
 import pluggy
 
 from mixbench import ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
-from mixbench.registry import KINDS, Entry, Registry
+from mixbench.core.registry import KINDS, Entry, Registry
 
 ENV_VAR = "MIXBENCH_PLUGINS"
 BUILTIN_DISTRIBUTION = "mixbench"

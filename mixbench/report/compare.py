@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mixbench.errors import UsageError
-from mixbench.results import ENVIRONMENT_FACTS, Metric, resolve_metric
+from mixbench.report.results import ENVIRONMENT_FACTS, Metric, resolve_metric
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -206,7 +206,7 @@ class Side:
     @property
     def spread(self) -> float | None:
         """Relative range of the process-level samples (None below two)."""
-        from mixbench.repeats import relative_range
+        from mixbench.runs.repeats import relative_range
 
         return relative_range(self.samples)
 
@@ -484,7 +484,7 @@ def render_comparison(comparison: Comparison, console: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from mixbench.leaderboard import format_number
+    from mixbench.report.leaderboard import format_number
 
     metric = comparison.metric
     scale = metric.display_scale

@@ -1,7 +1,7 @@
 """What each figure shows, independent of how it is drawn.
 
-The PNG figures (``mixbench.plots``, matplotlib) and the HTML report's interactive charts
-(``mixbench.site``, plotly.js) draw the same series: per mixer, a metric against token count
+The PNG figures (``mixbench.report.plots``, matplotlib) and the HTML report's interactive charts
+(``mixbench.report.site``, plotly.js) draw the same series: per mixer, a metric against token count
 with its 95 % confidence interval and fitted exponent; per mixer and optimizer, validation
 accuracy against step and wall time; per task, accuracy against training throughput with
 the Pareto front. Computing them once here keeps the two renderings from disagreeing.
@@ -22,7 +22,7 @@ from mixbench.measure.stats import loglog_slope
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from mixbench.leaderboard import Leaderboard
+    from mixbench.report.leaderboard import Leaderboard
 
 __all__ = [
     "CurveSeries",
@@ -56,7 +56,7 @@ def scaling_series(
     frame: pd.DataFrame, metric: str = "latency_ms_median"
 ) -> tuple[Leaderboard, list[ScalingSeries]]:
     """The leaderboard of ``metric`` by token count and one series per row of it."""
-    from mixbench.leaderboard import build_leaderboard
+    from mixbench.report.leaderboard import build_leaderboard
 
     board = build_leaderboard(frame, kind="bench", metric=metric)
     if board.column_field != "tokens":

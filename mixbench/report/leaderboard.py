@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mixbench.errors import UsageError
-from mixbench.results import ENVIRONMENT_FACTS, Metric, resolve_metric
+from mixbench.report.results import ENVIRONMENT_FACTS, Metric, resolve_metric
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mixbench.errors import UsageError
-from mixbench.figure_data import curve_series, pareto_panels, scaling_series
-from mixbench.results import METRICS
+from mixbench.report.figure_data import curve_series, pareto_panels, scaling_series
+from mixbench.report.results import METRICS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -73,7 +73,7 @@ def _wrap(parts: Sequence[str], width: int = 80) -> str:
 
 def _context_text(frame: pd.DataFrame, kind: str) -> str:
     """Shared settings and the machine, as a small subtitle."""
-    from mixbench.leaderboard import describe_environment, shared_context, shared_environment
+    from mixbench.report.leaderboard import describe_environment, shared_context, shared_environment
 
     context = shared_context(frame, kind, exclude=("mixer", "optimizer", "task"))
     return _wrap(
@@ -100,7 +100,7 @@ def _plain_formatter() -> Formatter:
     """Tick labels as plain numbers (1,000 and 0.5, never 10^3 or 5x10^-1)."""
     from matplotlib.ticker import FuncFormatter
 
-    from mixbench.leaderboard import format_number
+    from mixbench.report.leaderboard import format_number
 
     def label(value: float, _: Any) -> str:
         text = format_number(value)
@@ -134,7 +134,7 @@ def plot_scaling(
     frame: pd.DataFrame, metric: str = "latency_ms_median", title: str | None = None
 ) -> Figure:
     """One line per mixer of ``metric`` against token count, log-log, exponent in legend."""
-    from mixbench.leaderboard import describe_environment
+    from mixbench.report.leaderboard import describe_environment
 
     board, series = scaling_series(frame, metric)
     fig, (ax,) = _new_figure()

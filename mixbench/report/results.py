@@ -26,15 +26,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mixbench.errors import UsageError
-from mixbench.repeats import process_medians
-from mixbench.store import Problem, find_results, read_manifest, read_rows
+from mixbench.runs.repeats import process_medians
+from mixbench.runs.store import Problem, find_results, read_manifest, read_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 # Run-level facts taken from each manifest, and the conventions the bench rows follow (their
 # metrics.conventions_version). Runs that differ in any of these are shown apart, never
-# averaged together (see mixbench.leaderboard).
+# averaged together (see mixbench.report.leaderboard).
 ENVIRONMENT_FACTS = (
     "device_name",
     "cpu",

@@ -8,14 +8,14 @@ resume, executors, parallelism, interrupts, progress and process repeats live he
   moment keeps every finished cell. A resumed run runs exactly the cells with no row.
 * **Process repeats.** A cell whose settings ask for ``processes`` R > 1 becomes R jobs,
   each run in a fresh worker process, round-robin over the cells in an order shuffled by a
-  recorded seed (``mixbench.repeats``). Each process's row goes to ``processes.jsonl``
+  recorded seed (``mixbench.runs.repeats``). Each process's row goes to ``processes.jsonl``
   when it arrives; when the cell's last process is in, the combined row goes to
   ``results.jsonl``. A resumed run keeps the processes already measured and runs the rest;
   a failed process ends its cell (the rest are not run).
 * **Interrupts.** Ctrl-C finishes the cells in flight and starts no more; a second Ctrl-C,
   or SIGTERM, abandons them (exit 130 / 143). The manifest says ``interrupted`` and
   every finished row is kept. ``kill -9`` loses at most the cells in flight.
-* **Fairness.** A timing cell runs alone (``mixbench.executors.can_start``).
+* **Fairness.** A timing cell runs alone (``mixbench.runs.executors.can_start``).
 
 Nothing here imports torch at module level.
 """
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mixbench.errors import UsageError
-from mixbench.repeats import combine_processes, interleaved, process_key, split_process_key
-from mixbench.store import RunDir, append_row, read_rows, utc_now
+from mixbench.runs.repeats import combine_processes, interleaved, process_key, split_process_key
+from mixbench.runs.store import RunDir, append_row, read_rows, utc_now
 
 PROCESSES_FILE = "processes.jsonl"
 
@@ -41,11 +41,11 @@ PROCESSES_FILE = "processes.jsonl"
 class PlannedCell:
     """A cell to run, with how to run it and which part of the plan asked for it."""
 
-    cell: Any  # mixbench.plan.Cell
+    cell: Any  # mixbench.runs.cells.Cell
     settings: Mapping[str, Any]
     timeout: float | None
     origin: str
-    runner: str = "mixbench.executors:run_job"
+    runner: str = "mixbench.runs.executors:run_job"
 
     @property
     def processes(self) -> int:
@@ -118,7 +118,7 @@ def drive(
     holds nothing) when the executor refuses the cells."""
     from rich.console import Console
 
-    from mixbench.executors import Interrupted, StopRequest, create_executor, run_jobs
+    from mixbench.runs.executors import Interrupted, StopRequest, create_executor, run_jobs
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -282,7 +282,7 @@ def _probes(
 
 
 def _job(planned: PlannedCell, run_id: str, probes: Mapping[str, Any], index: int) -> Any:
-    from mixbench.executors import Job
+    from mixbench.runs.executors import Job
 
     settings = dict(planned.settings)
     if planned.cell.kind == "bench":
@@ -305,8 +305,8 @@ def _job(planned: PlannedCell, run_id: str, probes: Mapping[str, Any], index: in
 def _write(run: RunDir, kind: str, row: dict[str, Any], curves: Any) -> None:
     """Append the row (a training cell's curves first, beside it) and fsync it."""
     if kind == "train" and curves:
-        from mixbench.train import Outcome as TrainOutcome
-        from mixbench.train import save_outcome
+        from mixbench.train.cell import Outcome as TrainOutcome
+        from mixbench.train.cell import save_outcome
 
         save_outcome(run, TrainOutcome(row, curves))
     else:
@@ -382,9 +382,9 @@ def executor_options(
     """``--executor-option KEY=VALUE`` items, checked against executor ``name``'s accepted
     options (from the name cache: before anything is planned). ``address`` is the
     ``--ray-address`` alias of ``--executor-option address=...``."""
+    from mixbench.core.namecache import NameCheck, known_names
+    from mixbench.core.registry import parse_key_values
     from mixbench.errors import suggest
-    from mixbench.namecache import NameCheck, known_names
-    from mixbench.registry import parse_key_values
 
     options = parse_key_values(items, "--executor-option")
     if address is not None:

@@ -106,7 +106,7 @@ def collect_environment(device: str = "cpu") -> dict[str, Any]:
     """Versions, hardware and threading facts for a manifest."""
     import torch
 
-    from mixbench.plugins import get_plugins
+    from mixbench.core.plugin_loader import get_plugins
 
     env: dict[str, Any] = {
         "mixbench": mixbench.__version__,

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol, runtime_checkable
 
-from mixbench.store import SCHEMA_VERSION, utc_now
+from mixbench.runs.store import SCHEMA_VERSION, utc_now
 
-DEFAULT_RUNNER = "mixbench.executors:run_job"
+DEFAULT_RUNNER = "mixbench.runs.executors:run_job"
 POLL_S = 0.2  # how long the driver waits for a result before it looks at signals again
 
 
@@ -130,11 +130,11 @@ def run_job(payload: Mapping[str, Any]) -> dict[str, Any]:
     """
     kind = payload["kind"]
     if kind == "bench":
-        from mixbench.bench import run_cell
+        from mixbench.bench.cell import run_cell
 
         return {"row": run_cell(payload), "curves": None}
     if kind == "train":
-        from mixbench.train import train_cell
+        from mixbench.train.cell import train_cell
 
         outcome = train_cell(payload["config"], run_id=payload.get("run_id"))
         return {"row": outcome.row, "curves": outcome.curves or None}
@@ -143,7 +143,7 @@ def run_job(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 def call_runner(runner: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     """Import ``module:function`` and call it on the payload (used in workers too)."""
-    from mixbench.plugins import import_string
+    from mixbench.core.plugin_loader import import_string
 
     result = import_string(runner)(payload)
     if not isinstance(result, Mapping) or not isinstance(result.get("row"), Mapping):
@@ -186,7 +186,7 @@ def create_executor(
     name: str, *, max_parallel: int, run_dir: str | None, options: Mapping[str, Any]
 ) -> Executor:
     """A registered executor, its options validated against the factory's signature."""
-    from mixbench.plugins import get_registry
+    from mixbench.core.plugin_loader import get_registry
 
     entry = get_registry().get("executor", name)
     validated = entry.validate_options(
@@ -198,7 +198,7 @@ def create_executor(
 
         raise UsageError(
             f"executor {name!r} (plugin {entry.plugin!r}) returned {type(executor).__name__}, "
-            "which lacks the mixbench.executors.Executor methods"
+            "which lacks the mixbench.runs.executors.Executor methods"
         )
     return executor
 

@@ -11,7 +11,7 @@ Why interleave: processes run round-robin over the cells in a shuffled order (th
 recorded), so slow drift of the machine (a neighbour starting, thermal state) spreads over
 every cell instead of landing on the cells that happened to run last.
 
-This module knows rows and statistics; it runs nothing (``mixbench.driver`` does).
+This module knows rows and statistics; it runs nothing (``mixbench.runs.driver`` does).
 """
 
 from __future__ import annotations

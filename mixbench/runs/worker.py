@@ -38,10 +38,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from mixbench.bench import failed_row
+from mixbench.bench.cell import failed_row
 from mixbench.errors import MixbenchError
 
-KIND_FUNCTIONS: dict[str, str] = {"bench": "mixbench.bench:run_cell"}
+KIND_FUNCTIONS: dict[str, str] = {"bench": "mixbench.bench.cell:run_cell"}
 # Imported once, in the forkserver: torch, and what a cell's first FLOP count (torch._dynamo,
 # seconds to import) and memory pass would otherwise import in every fresh worker.
 PRELOAD = [
@@ -49,11 +49,11 @@ PRELOAD = [
     "torch._dynamo",
     "torch.utils.flop_counter",
     "torch.profiler",
-    "mixbench.bench",
+    "mixbench.bench.cell",
     "mixbench.measure.flops",
     "mixbench.measure.memory",
-    "mixbench.testing",
-    "mixbench.plugins",
+    "mixbench.authoring.conformance",
+    "mixbench.core.plugin_loader",
 ]
 START_TIMEOUT_S = 180.0  # importing torch and the plugins on a loaded machine
 POLL_S = 0.2
@@ -65,7 +65,7 @@ class WorkerError(MixbenchError):
 
 def _in_process_plugins() -> list[tuple[str, str]]:
     """(name, module) of plugins registered in this process from an importable module."""
-    from mixbench.plugins import get_plugins
+    from mixbench.core.plugin_loader import get_plugins
 
     return [
         (name, info.module)
@@ -103,7 +103,7 @@ def _child_main(
         os.dup2(2, 1)
     import importlib
 
-    from mixbench.plugins import get_plugins, import_string, register_plugin
+    from mixbench.core.plugin_loader import get_plugins, import_string, register_plugin
 
     problems = []
     get_plugins()

@@ -3,7 +3,7 @@
 The keys of a grid are the options of the command its ``kind`` names (``mixbench bench`` or
 ``mixbench train``), read from the command's own signature, so every option is a key and a
 new option needs no change here. Values are checked for type and, for mixer, optimizer,
-task and executor names, against the registry's names (via ``mixbench.namecache``, without
+task and executor names, against the registry's names (via ``mixbench.core.namecache``, without
 importing the plugins). A combination (`Point`) turns into the command's keyword arguments
 exactly as the command line would give them (``--seed 1`` is ``["1"]``), so that the
 command's planner builds the very cells it builds for the same command line.
@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mixbench.core.namecache import NameCheck
 from mixbench.errors import UsageError, suggest
-from mixbench.namecache import NameCheck
 
 GRID_ONLY = ("kind", "include", "exclude", "timeout")
 # Command options that describe a run, not a cell. (A cell's timeout is the sweep's
@@ -49,21 +49,19 @@ class CellKind:
     cells, or ``(cells, settings)`` when its cells need per-cell settings (a timing cell's
     budget and process repeats), raising ``UsageError`` for anything the
     command would reject; it runs nothing. The runner (``module:function``, see
-    ``mixbench.executors.run_job``) runs one cell wherever an executor puts it.
+    ``mixbench.runs.executors.run_job``) runs one cell wherever an executor puts it.
     """
 
     name: str
     command: str
     planner: str
-    runner: str = "mixbench.executors:run_job"
+    runner: str = "mixbench.runs.executors:run_job"
 
 
 CELL_KINDS = {
-    "bench": CellKind(
-        "bench", "mixbench.commands.bench:bench", "mixbench.bench_options:bench_cells"
-    ),
+    "bench": CellKind("bench", "mixbench.cli.bench:bench", "mixbench.bench.options:bench_cells"),
     "train": CellKind(
-        "train", "mixbench.commands.train:train_command", "mixbench.commands.train:train_cells"
+        "train", "mixbench.cli.train:train_command", "mixbench.cli.train:train_cells"
     ),
 }
 
@@ -98,7 +96,7 @@ def _shape(annotation: Any) -> str:
 
 def command_keys(kind: str) -> dict[str, KeySpec]:
     """The sweep keys of a kind of cell: every option of its command but the run-level ones."""
-    from mixbench.plugins import import_string
+    from mixbench.core.plugin_loader import import_string
 
     try:
         command = import_string(CELL_KINDS[kind].command)
@@ -125,7 +123,7 @@ def command_keys(kind: str) -> dict[str, KeySpec]:
 
 def command_timeout(kind: str) -> float | None:
     """The default per-cell timeout of a kind's command (its ``--timeout``), if it has one."""
-    from mixbench.plugins import import_string
+    from mixbench.core.plugin_loader import import_string
 
     param = inspect.signature(import_string(CELL_KINDS[kind].command)).parameters.get("timeout")
     default = getattr(param.default, "default", None) if param is not None else None

@@ -23,7 +23,7 @@ A sweep file holds one or more grids of ``bench`` and/or ``train`` cells::
 
 Every option of ``mixbench bench`` / ``mixbench train`` is a key, spelled as the flag
 (``batch-size``) or with underscores (``batch_size``); the keys are read from the commands'
-own signatures (``mixbench.grids`` reads one grid table), and each combination is planned
+own signatures (``mixbench.sweep.grid_table`` reads one grid table), and each combination is planned
 by the command's own planner, so a cell from a sweep has exactly the key the same settings
 give on the command line. A sweep's identity is the set of its cell keys (`sweep_hash`): a
 run directory records it, and resuming with a file that now means other cells is refused.
@@ -46,9 +46,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixbench.driver import PlannedCell
+from mixbench.core.namecache import NameCheck, known_names
 from mixbench.errors import UsageError
-from mixbench.grids import (
+from mixbench.runs.driver import PlannedCell
+from mixbench.sweep.grid_table import (
     CELL_KINDS,
     KeySpec,
     Point,
@@ -61,7 +62,6 @@ from mixbench.grids import (
     sweep_error,
     unknown_key_error,
 )
-from mixbench.namecache import NameCheck, known_names
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -88,7 +88,7 @@ class SweepFile:
 
     def plan(self) -> Sweep:
         """The second pass: each combination through its command's planner."""
-        from mixbench.plugins import import_string
+        from mixbench.core.plugin_loader import import_string
 
         planned: dict[str, PlannedCell] = {}
         duplicates = 0
@@ -314,8 +314,8 @@ def recorded_sweep(run_dir: Path, manifest: Mapping[str, Any]) -> dict[str, Any]
 
 def write_sweep_manifest(sweep: Sweep, run: Any, file: str | None) -> None:
     """A new sweep run directory's manifest: the sweep, its cells and the environment."""
-    from mixbench.environment import collect_environment
-    from mixbench.store import SCHEMA_VERSION, utc_now
+    from mixbench.runs.environment import collect_environment
+    from mixbench.runs.store import SCHEMA_VERSION, utc_now
 
     devices = sorted({str(p.cell.config.get("device") or "cpu") for p in sweep.cells})
     run.write_manifest(

@@ -35,14 +35,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mixbench.api import create_model, create_optimizer, create_task
+from mixbench.core.api import create_model, create_optimizer, create_task
+from mixbench.core.plugin_loader import get_registry
 from mixbench.errors import IncompatibleError, UsageError, is_out_of_memory
-from mixbench.plan import Cell
-from mixbench.plugins import get_registry
-from mixbench.schedule import make_scheduler, warmup_steps_for
-from mixbench.sharpness import measure_model
-from mixbench.store import SCHEMA_VERSION, RunDir, utc_now, write_json_atomic
+from mixbench.measure.sharpness import measure_model
+from mixbench.runs.cells import Cell
+from mixbench.runs.store import SCHEMA_VERSION, RunDir, utc_now, write_json_atomic
 from mixbench.tasks import IGNORE_INDEX, TaskData
+from mixbench.train.schedule import make_scheduler, warmup_steps_for
 
 # A plugin states its optimizer's peak learning rate with register(..., default_lr=...), as the
 # built-ins do; an optimizer that registers none falls back to FALLBACK_LR. ``--lr`` overrides

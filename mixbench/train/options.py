@@ -183,7 +183,7 @@ def options_from_cli(given: Mapping[str, Any]) -> TrainOptions:
     """`TrainOptions` from the command's parameters (``mixer=["a,b"]``, ``seed=["0,1"]``,
     ``mixer_option=["k=v"]``, ``lr_grid="1e-3:1:4"``), as the command line and sweep
     files give them."""
-    from mixbench.registry import parse_key_values
+    from mixbench.core.registry import parse_key_values
 
     values: dict[str, Any] = {
         "mixers": split_names(given.get("mixer")),

@@ -8,7 +8,7 @@ to any executor like every cell):
 1. **trials**: each (task, mixer, optimizer) at every rate of its grid, on the tuning
    seeds; their config carries ``lr_tuning = {"stage": "trial", ...}``;
 2. **tuned cells**: once a group's trials have rows, `tuned_cells` picks its rate
-   (`mixbench.lr_tuning.select_lr`: the best mean final *validation* accuracy) and plans
+   (`mixbench.train.lr_tuning.select_lr`: the best mean final *validation* accuracy) and plans
    every seed at it, with ``lr_tuning = {"stage": "tuned", ...}`` in the config and the
    trials' record in the row.
 
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mixbench.errors import UsageError
-from mixbench.lr_tuning import select_lr, trial_record
-from mixbench.plan import Cell, unique_cells
-from mixbench.train_options import TrainOptions, default_grid
+from mixbench.runs.cells import Cell, unique_cells
+from mixbench.train.lr_tuning import select_lr, trial_record
+from mixbench.train.options import TrainOptions, default_grid
 
 # TrainOptions fields that every cell of a run shares, as they appear in its config
 SETTINGS = (
@@ -50,10 +50,10 @@ def plan_train(options: TrainOptions) -> TrainPlan:
     """The run's first-stage cells, checked: each task's data and each distinct model and
     optimizer are built once, so a bad option raises a UsageError for the whole run and a
     cell that cannot work with its input (a window larger than the grid) gets a skip reason."""
-    from mixbench import train
-    from mixbench.environment import resolve_device
-    from mixbench.plugins import get_registry
-    from mixbench.registry import scope_options
+    from mixbench.core.plugin_loader import get_registry
+    from mixbench.core.registry import scope_options
+    from mixbench.runs.environment import resolve_device
+    from mixbench.train import cell as train
 
     registry = get_registry()
     raw = {
@@ -120,7 +120,7 @@ def _task_key(config: Mapping[str, Any]) -> str:
 def check_cells(cells: Sequence[Cell]) -> dict[str, str]:
     """Build each task's data once per (task, options, seed) and each distinct model and
     optimizer once; return skip reasons by key (a bad option raises a UsageError)."""
-    from mixbench import train
+    from mixbench.train import cell as train
 
     data: dict[str, Any] = {}
     checked: dict[str, str | None] = {}
@@ -141,7 +141,7 @@ def check_cells(cells: Sequence[Cell]) -> dict[str, str]:
 
 def _load_task(config: Mapping[str, Any]) -> Any:
     """The task's data; a task's own complaint about an option is told with the task's name."""
-    from mixbench import train
+    from mixbench.train import cell as train
 
     try:
         return train.load_task(config)
@@ -177,7 +177,7 @@ def tuned_stage(
     tuning seed is not trained again at the chosen rate: training is deterministic per
     config, so the trial's row is that cell's row.
     """
-    from mixbench.train import skipped
+    from mixbench.train.cell import skipped
 
     by_key = {str(r.get("key")): r for r in rows}
     groups: dict[str, list[Cell]] = {}

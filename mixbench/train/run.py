@@ -4,7 +4,7 @@
 directory with a manifest that records the typed options, or, resuming, replans from the
 recorded options (or from the ones given, which must mean the same cells) and reopens it.
 The cells then go to the one driver as `PlannedCell`s (``planned``), stage by stage
-(``mixbench.train_plan``): a row is written once per cell, so a resumed run trains exactly
+(``mixbench.train.plan``): a row is written once per cell, so a resumed run trains exactly
 the cells with no row yet, never one twice.
 """
 
@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from mixbench.errors import UsageError
-from mixbench.plan import Cell
-from mixbench.store import SCHEMA_VERSION, RunDir, check_writable, read_manifest, utc_now
-from mixbench.train_options import TrainOptions
-from mixbench.train_plan import TrainPlan, plan_train
+from mixbench.runs.cells import Cell
+from mixbench.runs.store import SCHEMA_VERSION, RunDir, check_writable, read_manifest, utc_now
+from mixbench.train.options import TrainOptions
+from mixbench.train.plan import TrainPlan, plan_train
 
-RUNNER = "mixbench.train_run:run_train_job"
+RUNNER = "mixbench.train.run:run_train_job"
 
 
 @dataclass
@@ -42,7 +42,7 @@ def cells_hash(cells: Sequence[Cell]) -> str:
 
 def recorded_options(run_dir: Path) -> TrainOptions:
     """The options a train run directory was started with."""
-    from mixbench.store import recorded_options as recorded
+    from mixbench.runs.store import recorded_options as recorded
 
     return TrainOptions.from_json(recorded(run_dir, "train"))
 
@@ -74,7 +74,7 @@ def start_train(options: TrainOptions | None, *, out: Path, resume: Path | None)
 
 
 def _manifest(run: RunDir, plan: TrainPlan) -> dict[str, Any]:
-    from mixbench.environment import collect_environment
+    from mixbench.runs.environment import collect_environment
 
     config = dict(plan.cells[0].config) if plan.cells else {}
     shared = {k: config.get(k) for k in ("device", "threads", "steps", "epochs", "preset")}
@@ -107,7 +107,7 @@ def planned(
     ``settings["row"]`` holds fields the runner adds to the row (a tuned cell's
     ``lr_tuning`` record); ``settings["progress"]`` what the cell prints as it trains.
     """
-    from mixbench.driver import PlannedCell
+    from mixbench.runs.driver import PlannedCell
 
     def settings(key: str) -> dict[str, Any]:
         row = {"row": dict(annotations[key])} if key in annotations else {}
@@ -129,7 +129,7 @@ def run_train_job(payload: Mapping[str, Any]) -> dict[str, Any]:
     ``inline`` executor) that is the terminal, above the run's progress bar; a worker
     process writes it to the run directory's worker log.
     """
-    from mixbench.train import train_cell
+    from mixbench.train.cell import train_cell
 
     settings = payload.get("settings") or {}
     progress = settings.get("progress", "none")

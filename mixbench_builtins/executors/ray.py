@@ -90,7 +90,7 @@ class RayExecutor:
             if address:
                 ray.init(address=address, **options)
             else:
-                from mixbench.environment import usable_cores
+                from mixbench.runs.environment import usable_cores
 
                 ray.init(num_cpus=num_cpus or usable_cores(), num_gpus=num_gpus, **options)
         self.where = address or ("local" if self._owns else "attached")

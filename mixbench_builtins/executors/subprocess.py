@@ -1,6 +1,6 @@
 """The ``subprocess`` executor (the default): each cell runs in an isolated worker process.
 
-It reuses ``mixbench.worker.IsolatedRunner``: a persistent spawned worker that imports torch
+It reuses ``mixbench.runs.worker.IsolatedRunner``: a persistent spawned worker that imports torch
 once and runs cells one by one, replaced when a cell kills or hangs it. A segfault, the
 out-of-memory killer or a hang in one cell becomes that cell's row (``error``, ``oom``,
 ``timeout``) and the sweep goes on; memory figures are not inflated by earlier cells.
@@ -55,7 +55,7 @@ class SubprocessExecutor:
         self._jobs.put(job)
 
     def _start_thread(self) -> None:
-        from mixbench.worker import IsolatedRunner
+        from mixbench.runs.worker import IsolatedRunner
 
         runner = IsolatedRunner(timeout_s=None, log_path=self._log_path)
         index = len(self._threads)
@@ -68,7 +68,7 @@ class SubprocessExecutor:
 
     def _serve(self, index: int, runner: Any) -> None:
         """One thread: take a job, run it in this thread's worker, report, repeat."""
-        from mixbench.worker import WorkerError
+        from mixbench.runs.worker import WorkerError
 
         try:
             while True:
@@ -90,7 +90,7 @@ class SubprocessExecutor:
             runner.close()
 
     def _run(self, runner: Any, job: Job) -> Finished:
-        from mixbench.worker import describe_exit
+        from mixbench.runs.worker import describe_exit
 
         if job.fresh_process:
             runner.close()  # the next exchange starts a worker that has run nothing yet

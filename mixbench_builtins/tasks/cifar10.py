@@ -35,8 +35,8 @@ import torch
 import mixbench
 from mixbench.errors import OptionError, UsageError
 from mixbench.tasks import TaskData
-from mixbench_plugins.tasks._download import cache_dir, download_verified
-from mixbench_plugins.tasks._noise import flip_labels
+from mixbench_builtins.tasks._download import cache_dir, download_verified
+from mixbench_builtins.tasks._noise import flip_labels
 
 NUM_CLASSES = 10
 RECORD_BYTES = 1 + 3 * 32 * 32

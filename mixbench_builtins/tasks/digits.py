@@ -22,7 +22,7 @@ import torch
 import mixbench
 from mixbench.errors import OptionError, UsageError
 from mixbench.tasks import TaskData
-from mixbench_plugins.tasks._noise import flip_labels
+from mixbench_builtins.tasks._noise import flip_labels
 
 NUM_CLASSES = 10
 

@@ -32,7 +32,7 @@ import torch
 import mixbench
 from mixbench.errors import OptionError
 from mixbench.tasks import IGNORE_INDEX, TaskData
-from mixbench_plugins.tasks._splits import disjoint_splits
+from mixbench_builtins.tasks._splits import disjoint_splits
 
 NOISE = 0
 

@@ -95,21 +95,21 @@ def _span(values: list[float]) -> str:
 
 def _speed(run_dir: Path) -> float:
     """The geometric mean of a run's cell medians (ms): one number for how fast it ran."""
-    from mixbench.results import load_results
+    from mixbench.report.results import load_results
 
     medians = load_results(run_dir)["latency_ms_median"].dropna()
     return float(math.exp(sum(math.log(m) for m in medians) / len(medians)))
 
 
 def _judge(base: Path, new: Path):  # type: ignore[no-untyped-def]
-    from mixbench.compare import compare_results
-    from mixbench.results import load_results
+    from mixbench.report.compare import compare_results
+    from mixbench.report.results import load_results
 
     return compare_results(load_results(base), load_results(new))
 
 
 def render(root: Path) -> dict[str, str]:
-    from mixbench.compare import NOT_JUDGEABLE
+    from mixbench.report.compare import NOT_JUDGEABLE
 
     target = root / "gating"
     runs = {g: sorted((target / g).iterdir()) for g in ("aa", *GROUPS, "r1")}

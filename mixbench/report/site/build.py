@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mixbench.errors import UsageError
-from mixbench.site import charts
-from mixbench.site.page import (
+from mixbench.report.site import charts
+from mixbench.report.site.page import (
     comparison_html,
     leaderboard_html,
     page,
@@ -17,8 +17,8 @@ from mixbench.site.page import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mixbench.leaderboard import Leaderboard
-    from mixbench.results import Results
+    from mixbench.report.leaderboard import Leaderboard
+    from mixbench.report.results import Results
 
 INSTALL_HINT = "the HTML report needs plotly: pip install 'mixbench[report]'"
 # The leaderboards shown for each kind of run, by metric.
@@ -64,7 +64,7 @@ class _Sections:
 
 
 def _results(paths: Sequence[Path], what: str) -> Results:
-    from mixbench.results import read_results
+    from mixbench.report.results import read_results
 
     results = read_results(list(paths))
     if results.frame.empty:
@@ -83,8 +83,8 @@ def build_site(
     With ``compare=(BASE, NEW)`` the page also judges NEW against BASE cell by cell
     (``mixbench compare``'s test), regressions marked; both runs are reported as well.
     """
-    from mixbench.compare import compare_results
-    from mixbench.leaderboard import build_leaderboard
+    from mixbench.report.compare import compare_results
+    from mixbench.report.leaderboard import build_leaderboard
 
     script = plotly_js()
     paths = list(dict.fromkeys([*run_dirs, *(compare or ())]))
@@ -109,7 +109,7 @@ def build_site(
             sections.chart("chart-memory", charts.scaling_figure, rows, "peak_mem_bytes",
                            "Peak memory against tokens")  # fmt: skip
         else:
-            from mixbench.figure_data import pareto_panels
+            from mixbench.report.figure_data import pareto_panels
 
             sections.chart("chart-curves", charts.curves_figure, rows)
             try:

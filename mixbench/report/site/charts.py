@@ -1,7 +1,7 @@
 """Plotly figure specs (plain JSON-able dicts) for the report's charts.
 
 Each builder returns ``{"data": [...], "layout": {...}}`` for ``Plotly.newPlot``; the series
-come from ``mixbench.figure_data``, so the charts show what the PNG figures show.
+come from ``mixbench.report.figure_data``, so the charts show what the PNG figures show.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from mixbench.figure_data import ParetoPanel, curve_series, scaling_series
+from mixbench.report.figure_data import ParetoPanel, curve_series, scaling_series
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -12,12 +12,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mixbench.leaderboard import BEST_MARK, describe_environment, format_number
+from mixbench.report.leaderboard import BEST_MARK, describe_environment, format_number
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mixbench.compare import Comparison
-    from mixbench.leaderboard import Leaderboard
-    from mixbench.results import RunInfo
+    from mixbench.report.compare import Comparison
+    from mixbench.report.leaderboard import Leaderboard
+    from mixbench.report.results import RunInfo
 
 REGRESSION_MARK = "▲"
 
