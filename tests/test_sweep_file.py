@@ -45,7 +45,7 @@ def test_lists_expand_into_a_product_and_scalars_stay_fixed() -> None:
         batch-size = 32
     """)
     assert len(points) == 6
-    assert points[0] == {"mixer": ["attention"], "seed": ["0"], "steps": 10, "batch_size": 32}
+    assert points[0] == {"mixer": ["attention"], "seed": "0", "steps": 10, "batch_size": 32}
     assert {(p["mixer"][0], p["seed"][0]) for p in points} == {
         (m, s) for m in ("attention", "pooling") for s in ("0", "1", "2")
     }
@@ -64,7 +64,7 @@ def test_values_take_the_shape_the_command_line_gives_them() -> None:
         "mixer": ["window"],
         "tokens": "64",
         "mixer_option": ["window_size=4", "shift=true"],
-        "compile_": False,
+        "compile": False,
     }
 
 

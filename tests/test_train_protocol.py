@@ -232,7 +232,7 @@ def test_kill_9_then_resume_trains_every_cell_exactly_once(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     pytest.importorskip("sklearn")
-    from mixbench.cli.train import train_cells
+    from mixbench.train.kind import train_cells
 
     planned = [c.key for c in train_cells(
         mixer=["attention,pooling,identity"], optimizer=["adamw,sgd"], steps=3, dim=16, depth=1,

@@ -69,8 +69,8 @@ from typing import Any
 
 from mixbench.errors import ContractError, IncompatibleError, is_out_of_memory
 from mixbench.measure.flops import CONVENTIONS_VERSION
+from mixbench.runs.rows import iso_time, plain, row_skeleton
 
-SCHEMA = 1
 NUM_CLASSES = 10  # model level: a small head, so the mixer and shell dominate
 VOCAB_SIZE = 1000  # model level on sequences: token ids below this
 
@@ -161,26 +161,10 @@ def _mixer_infos(module: Any) -> Any:
     for sub in module.modules():
         method = getattr(sub, "runtime_info", None)
         if callable(method):
-            info = _plain(method())
+            info = plain(method())
             if info not in infos:
                 infos.append(info)
     return infos[0] if len(infos) == 1 else infos or None
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy of runtime facts (tensors and numbers to Python scalars)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "numel", lambda: 1)() == 1:
-        return _plain(item())
-    return repr(value)
 
 
 def _tensor_bytes(tensors: Any) -> int:
@@ -414,7 +398,7 @@ def measure_cell(
         "executed_frac_peak_flops": executed_frac,
         "compile_s": compile_s,
     }
-    measurement = {**result.as_dict(), "timing": _plain(vars(timing))}
+    measurement = {**result.as_dict(), "timing": plain(vars(timing))}
     runtime = {
         "mixer": _mixer_infos(module),
         "flops_by_op": flops.by_op,
@@ -492,34 +476,25 @@ def run_cell(cell: Mapping[str, Any]) -> dict[str, Any]:
         row.update(status=status, reason=f"{type(exc).__name__}: {exc}")
         row["runtime"]["traceback"] = traceback.format_exc(limit=8)
     row["duration_s"] = round(time.time() - started, 3)
-    return _plain(row)
+    return plain(row)
 
 
 def base_row(cell: Mapping[str, Any], started: float) -> dict[str, Any]:
     """A row for ``cell`` with status ``ok`` and nothing measured yet."""
     config = dict(cell["config"])
-    return {
-        "schema": SCHEMA,
-        "conventions_version": CONVENTIONS_VERSION,
-        "kind": cell.get("kind", "bench"),
-        "key": cell.get("key"),
-        "status": "ok",
-        "reason": None,
-        "config": config,
-        "metrics": {},
-        "samples_ms": [],
-        "measurement": {},
-        "runtime": _registry_facts(config.get("mixer")),
-        "started_at": _iso(started),
-        "duration_s": None,
-        "run_id": cell.get("run_id"),
-    }
-
-
-def failed_row(cell: Mapping[str, Any], status: str, reason: str, started: float) -> dict[str, Any]:
-    """The row of a cell that never returned one (its worker timed out or died)."""
-    row = base_row(cell, started)
-    row.update(status=status, reason=reason, duration_s=round(time.time() - started, 3))
+    row = row_skeleton(
+        cell.get("kind", "bench"),
+        cell.get("key"),
+        config,
+        cell.get("run_id"),
+        started_at=iso_time(started),
+    )
+    row.update(
+        conventions_version=CONVENTIONS_VERSION,
+        samples_ms=[],
+        measurement={},
+        runtime=_registry_facts(config.get("mixer")),
+    )
     return row
 
 
@@ -532,9 +507,3 @@ def _registry_facts(name: Any) -> dict[str, Any]:
     except Exception:  # an unknown name is reported by the measurement itself
         return {}
     return {"complexity": entry.complexity, "plugin": entry.plugin}
-
-
-def _iso(timestamp: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")

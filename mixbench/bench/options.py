@@ -46,6 +46,15 @@ QUICK_TIMING = {
     "min_samples": 5,
 }
 
+# field -> its name on the command line and in sweep files, where the two differ
+KEYS = {
+    "mixers": "mixer",
+    "optimizers": "optimizer",
+    "mixer_options": "mixer_option",
+    "optimizer_options": "optimizer_option",
+    "image_sizes": "image_size",
+}
+
 # field -> (flag, lowest accepted value, whether the bound itself is excluded)
 WHOLE_RANGES: dict[str, tuple[str, int]] = {
     "dim": ("--dim", 1),
@@ -154,12 +163,8 @@ class BenchOptions:
 
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in given.items() if k in names and v is not None}
-        renamed = {
-            "mixer": "mixers",
-            "optimizer": "optimizers",
-            "compile_": "compile",
-            "image_size": "image_sizes",
-        }
+        renamed = {key: name for name, key in KEYS.items() if not name.endswith("_options")}
+        renamed["compile_"] = "compile"  # the CLI's parameter (compile is a builtin)
         for old, new in renamed.items():
             if given.get(old) is not None:
                 values[new] = given[old]
@@ -331,15 +336,14 @@ def plan_bench(options: BenchOptions) -> BenchPlan:
 def bench_cells(**given: Any) -> tuple[list[Any], dict[str, Any]]:
     """The cells and per-cell settings ``mixbench bench`` would run for these options.
 
-    ``given`` are the command's keyword parameters with command-line-shaped values
-    (``mixer=["attention"]``, ``tokens="256,1024"``); missing ones take the defaults; the
-    run-level ones (``out``, ``as_json``, ``quiet``, ...) are ignored. Used by
-    ``mixbench sweep`` so a sweep's cells carry the keys the command gives them.
+    ``given`` are sweep keys (`BenchOptions`' fields, spelled as ``KEYS`` says) with
+    command-line-shaped values (``mixer=["attention"]``, ``tokens="256,1024"``); missing
+    ones take the defaults. The bench kind's planner (``mixbench.bench.kind``), so a sweep's
+    cells carry the keys the command gives them.
     """
-    from mixbench.sweep.grid_table import RUN_LEVEL, command_keys
+    from mixbench.sweep.grid_table import option_keys
 
-    accepted = set(command_keys("bench"))
-    unknown = set(given) - accepted - set(RUN_LEVEL)
+    unknown = set(given) - set(option_keys("bench"))
     if unknown:
         raise UsageError(f"bench: unknown option(s) {', '.join(sorted(unknown))}")
     plan = plan_bench(BenchOptions.from_command_line(**given))

@@ -56,7 +56,8 @@ def start_bench(options: BenchOptions, *, out: Path, resume: Path | None) -> Ben
     """Plan the cells and create (or reopen) the run directory; run nothing."""
     from mixbench.runs.driver import PlannedCell
     from mixbench.runs.environment import busy_cores, collect_environment, usable_cores
-    from mixbench.runs.store import SCHEMA_VERSION, RunDir, utc_now
+    from mixbench.runs.rows import SCHEMA_VERSION, utc_now
+    from mixbench.runs.store import RunDir
 
     if resume is not None:
         options = recorded_options(resume)

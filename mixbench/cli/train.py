@@ -23,7 +23,7 @@ import typer
 from mixbench.train.summary import print_summary
 
 DEFAULT_EXECUTOR = "inline"
-__all__ = ["print_summary", "train_cells", "train_command"]
+__all__ = ["print_summary", "train_command"]
 
 
 def train_command(
@@ -191,31 +191,3 @@ def _drive(cells: Sequence[Any], todo: Sequence[Any], drive: Mapping[str, Any]) 
     from mixbench.cli.sweep import run_sweep
 
     run_sweep(sweep=SimpleNamespace(cells=cells), todo=todo, resumed=True, file=None, **drive)
-
-
-def train_cells(**options: Any) -> list[Any]:
-    """The cells ``mixbench train`` would run first for these options, checked; trains
-    nothing (a tuned plan's first stage: its trials).
-
-    ``options`` are the command's keyword parameters with command-line-shaped values
-    (``mixer=["attention"]``, ``seed=["0,1"]``); missing ones take the command's defaults;
-    the run-level ones are ignored. ``mixbench sweep`` plans with this, so a sweep's cells
-    carry the keys the command gives them.
-    """
-    import inspect
-
-    from mixbench.errors import UsageError
-    from mixbench.train.options import options_from_cli
-    from mixbench.train.plan import plan_train
-
-    values: dict[str, Any] = {}
-    for name, param in inspect.signature(train_command).parameters.items():
-        default = getattr(param.default, "default", param.default)
-        values[name] = None if default is ... else default
-    unknown = set(options) - set(values)
-    if unknown:
-        raise UsageError(f"train: unknown option(s) {', '.join(sorted(unknown))}")
-    values.update(options)
-    if not values.get("mixer"):
-        raise UsageError("--mixer: give at least one name")
-    return plan_train(options_from_cli(values)).cells

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mixbench.errors import OptionError, UnknownNameError, UsageError
+from mixbench.runs.rows import plain
 
 KINDS = ("mixer", "optimizer", "task", "executor")
 
@@ -237,23 +238,13 @@ class Entry:
             "options": {
                 name: {
                     "type": info.type_name,
-                    "default": None if info.required else _jsonable(info.default),
+                    "default": None if info.required else plain(info.default),
                     "required": info.required,
                 }
                 for name, info in self.options.items()
             },
-            "metadata": {k: _jsonable(v) for k, v in self.metadata.items()},
+            "metadata": {k: plain(v) for k, v in self.metadata.items()},
         }
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return repr(value)
 
 
 class Registry:

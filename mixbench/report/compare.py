@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from mixbench.errors import UsageError
 from mixbench.report.results import ENVIRONMENT_FACTS, Metric, resolve_metric
+from mixbench.runs.rows import plain
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -352,11 +353,11 @@ def _run_level_differences(
             if base[name].nunique(dropna=False) == 1 and new[name].nunique(dropna=False) == 1:
                 old, now = base[name].iloc[0], new[name].iloc[0]
                 if str(old) != str(now):
-                    across[name] = (_plain(old), _plain(now))
+                    across[name] = (plain(old), plain(now))
         elif in_base != in_new:  # an option one side's version did not record
             frame = base if in_base else new
             if frame[name].nunique(dropna=False) == 1:
-                value = _plain(frame[name].iloc[0])
+                value = plain(frame[name].iloc[0])
                 across[name] = (value, None) if in_base else (None, value)
     return across
 
@@ -461,14 +462,9 @@ def _judge(
     return Pair(label, base, new, ratio, p, verdict)
 
 
-def _plain(value: Any) -> Any:
-    item = getattr(value, "item", None)
-    return item() if callable(item) else value
-
-
 def _key_value(value: Any) -> Any:
     """A label value that compares equal to itself (NaN and None both become None)."""
-    value = _plain(value)
+    value = plain(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return value

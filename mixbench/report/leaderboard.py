@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from mixbench.errors import UsageError
 from mixbench.report.results import ENVIRONMENT_FACTS, Metric, resolve_metric
+from mixbench.runs.rows import plain
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -229,7 +230,7 @@ class Leaderboard:
     def to_json(self) -> str:
         """Everything: metric, layout, context, environment, notes and each cell."""
         cells = [
-            {k: _plain(v) for k, v in rec.items() if k != "_all"}
+            {k: plain(v) for k, v in rec.items() if k != "_all"}
             for rec in self.cells.to_dict("records")
         ]
         payload = {
@@ -242,10 +243,10 @@ class Leaderboard:
             },
             "row_fields": self.row_fields,
             "column_field": self.column_field,
-            "columns": [_plain(c) for c in self.columns],
-            "rows": [[_plain(v) for v in r] for r in self.row_order],
-            "context": {k: _plain(v) for k, v in self.context.items()},
-            "environment": {k: _plain(v) for k, v in self.environment.items()},
+            "columns": [plain(c) for c in self.columns],
+            "rows": [[plain(v) for v in r] for r in self.row_order],
+            "context": {k: plain(v) for k, v in self.context.items()},
+            "environment": {k: plain(v) for k, v in self.environment.items()},
             "notes": self.notes,
             "runs": self.runs,
             "cells": cells,
@@ -564,13 +565,3 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 def _md(text: str) -> str:
     """Escape what would break a GitHub table cell."""
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _plain(value: Any) -> Any:
-    """A numpy/pandas scalar as plain JSON data (NaN becomes null)."""
-    item = getattr(value, "item", None)
-    if callable(item):
-        value = item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from mixbench.errors import UsageError
+from mixbench.runs.rows import plain
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -107,17 +108,6 @@ def benchmark_stats(samples_s: Sequence[float], iterations: int = 1) -> dict[str
     }
 
 
-def _plain(value: Any) -> Any:
-    item = getattr(value, "item", None)
-    if callable(item):
-        value = item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _present(value: Any) -> bool:
     if value is None:
         return False
@@ -157,7 +147,7 @@ def to_pytest_benchmark(frame: pd.DataFrame) -> dict[str, Any]:
     benchmarks = []
     for record in rows.to_dict("records"):
         params = {
-            k: _plain(record[k])
+            k: plain(record[k])
             for k in NAME_FIELDS
             if k in record and k in config_columns and _present(record[k])
         }
@@ -171,7 +161,7 @@ def to_pytest_benchmark(frame: pd.DataFrame) -> dict[str, Any]:
         iterations = record.get("measurement.number", record.get("runtime.number"))
         samples_ms = record["samples_ms"]
         extra = {
-            k: _plain(v)
+            k: plain(v)
             for k, v in record.items()
             if k not in ("samples_ms",) and _present(v) and not isinstance(v, list)
         }

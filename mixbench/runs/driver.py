@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mixbench.errors import UsageError
+from mixbench.runs.cell_kinds import cell_kind
 from mixbench.runs.repeats import combine_processes, interleaved, process_key, split_process_key
-from mixbench.runs.store import RunDir, append_row, read_rows, utc_now
+from mixbench.runs.rows import utc_now
+from mixbench.runs.store import RunDir, append_row, read_rows
 
 PROCESSES_FILE = "processes.jsonl"
 
@@ -45,7 +47,6 @@ class PlannedCell:
     settings: Mapping[str, Any]
     timeout: float | None
     origin: str
-    runner: str = "mixbench.runs.executors:run_job"
 
     @property
     def processes(self) -> int:
@@ -267,7 +268,8 @@ def _probes(
     bench cells; kept in the manifest so a resumed run reuses the first session's numbers.
     Cells on a remote cluster get none (a probe of this machine would not describe theirs)."""
     probes = dict(recorded)
-    wanted = {_probe_key(p.cell.config): p.cell.config for p in todo if p.cell.kind == "bench"}
+    timed = [p for p in todo if cell_kind(p.cell.kind).timing]
+    wanted = {_probe_key(p.cell.config): p.cell.config for p in timed}
     missing = {k: c for k, c in wanted.items() if k not in probes}
     if not missing or not getattr(executor, "local", True):
         return probes
@@ -285,7 +287,8 @@ def _job(planned: PlannedCell, run_id: str, probes: Mapping[str, Any], index: in
     from mixbench.runs.executors import Job
 
     settings = dict(planned.settings)
-    if planned.cell.kind == "bench":
+    kind = cell_kind(planned.cell.kind)
+    if kind.timing:
         settings["probe"] = probes.get(_probe_key(planned.cell.config))
     repeated = planned.processes > 1
     label = planned.cell.label()
@@ -297,7 +300,7 @@ def _job(planned: PlannedCell, run_id: str, probes: Mapping[str, Any], index: in
         run_id=run_id,
         timeout=planned.timeout,
         label=f"{label} process {index}/{planned.processes}" if repeated else label,
-        runner=planned.runner,
+        runner=kind.runner,
         fresh_process=repeated,
     )
 

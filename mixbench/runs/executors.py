@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol, runtime_checkable
 
-from mixbench.runs.store import SCHEMA_VERSION, utc_now
+from mixbench.runs.rows import row_skeleton
 
 DEFAULT_RUNNER = "mixbench.runs.executors:run_job"
 POLL_S = 0.2  # how long the driver waits for a result before it looks at signals again
@@ -59,7 +59,9 @@ class Job:
     @property
     def exclusive(self) -> bool:
         """Timing cells must have the machine (and device) to themselves."""
-        return self.kind == "bench"
+        from mixbench.runs.cell_kinds import runs_alone
+
+        return runs_alone(self.kind)
 
     @property
     def device(self) -> str:
@@ -128,17 +130,14 @@ def run_job(payload: Mapping[str, Any]) -> dict[str, Any]:
     The runners turn every failure of the cell itself into a row with a status, so this
     raises only when the harness is broken (which the executor reports as an error row).
     """
-    kind = payload["kind"]
-    if kind == "bench":
-        from mixbench.bench.cell import run_cell
+    from mixbench.core.plugin_loader import import_string
+    from mixbench.runs.cell_kinds import cell_kinds
 
-        return {"row": run_cell(payload), "curves": None}
-    if kind == "train":
-        from mixbench.train.cell import train_cell
-
-        outcome = train_cell(payload["config"], run_id=payload.get("run_id"))
-        return {"row": outcome.row, "curves": outcome.curves or None}
-    raise ValueError(f"no runner for cells of kind {kind!r}")
+    kind = cell_kinds().get(payload["kind"])
+    if kind is None:
+        raise ValueError(f"no runner for cells of kind {payload['kind']!r}")
+    result: dict[str, Any] = import_string(kind.runner)(payload)
+    return result
 
 
 def call_runner(runner: str, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,19 +166,14 @@ def failure_row(
     job: Job, status: str, reason: str, *, executor: str, duration_s: float | None = None
 ) -> dict[str, Any]:
     """The row of a cell that produced none itself (its worker died, it timed out)."""
-    return {
-        "schema": SCHEMA_VERSION,
-        "kind": job.kind,
-        "key": job.key,
-        "status": status,
-        "reason": reason,
-        "config": dict(job.config),
-        "metrics": {},
-        "runtime": {"executor": executor},
-        "started_at": utc_now(),
-        "duration_s": None if duration_s is None else round(duration_s, 3),
-        "run_id": job.run_id,
-    }
+    row = row_skeleton(job.kind, job.key, job.config, job.run_id)
+    row.update(
+        status=status,
+        reason=reason,
+        runtime={"executor": executor},
+        duration_s=None if duration_s is None else round(duration_s, 3),
+    )
+    return row
 
 
 def create_executor(

@@ -24,16 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from mixbench.errors import UsageError
+from mixbench.runs.rows import plain
 
-SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "manifest.json"
 REQUIRED_FIELDS = ("kind", "key", "status", "config")
 STATUSES = ("ok", "oom", "error", "timeout", "skipped", "diverged")
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -103,7 +99,7 @@ class RunDir:
 
 
 def append_row(path: Path, row: Mapping[str, Any]) -> None:
-    line = json.dumps(dict(row), sort_keys=True, allow_nan=False, default=_json_default)
+    line = json.dumps(plain(row), sort_keys=True, allow_nan=False)
     if "\n" in line:
         raise ValueError("a result row must serialise to one line")
     with open(path, "a+b") as handle:
@@ -119,21 +115,10 @@ def append_row(path: Path, row: Mapping[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    item = getattr(value, "item", None)  # numpy and torch scalars
-    if callable(item):
-        return item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True, default=_json_default)
+        json.dump(plain(data), handle, indent=2, sort_keys=True)
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())

@@ -14,10 +14,9 @@ nothing, never from the parent (which may hold threads or CUDA state); the paren
 environment is passed with each worker, as ``spawn`` would give it.
 
 Protocol: the parent sends ``(function_path, kwargs)`` over a ``multiprocessing`` Pipe
-and receives
-``("ok", result)`` or ``("raise", message)``. ``IsolatedRunner.run(cell)`` dispatches on
-``cell["kind"]`` through ``KIND_FUNCTIONS``, so a training runner can be added as one entry;
-``call()`` runs any importable function (the hardware probes use it).
+and receives ``("ok", result)`` or ``("raise", message)``. ``IsolatedRunner.run(cell)``
+runs a cell through its kind's runner (``mixbench.runs.cell_kinds``), so any kind of cell
+runs isolated; ``call()`` runs any importable function (the hardware probes use it).
 
 Plugins: the worker discovers entry-point plugins itself, as any process does, and also
 imports every in-process plugin the parent registered with ``register_plugin`` from a
@@ -38,21 +37,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from mixbench.bench.cell import failed_row
 from mixbench.errors import MixbenchError
+from mixbench.runs.cell_kinds import preloaded_modules
+from mixbench.runs.rows import iso_time, row_skeleton
 
-KIND_FUNCTIONS: dict[str, str] = {"bench": "mixbench.bench.cell:run_cell"}
 # Imported once, in the forkserver: torch, and what a cell's first FLOP count (torch._dynamo,
-# seconds to import) and memory pass would otherwise import in every fresh worker.
+# seconds to import) and memory pass would otherwise import in every fresh worker; each
+# kind of cell adds its own modules (``CellKind.preload``).
 PRELOAD = [
     "torch",
     "torch._dynamo",
     "torch.utils.flop_counter",
     "torch.profiler",
-    "mixbench.bench.cell",
-    "mixbench.measure.flops",
-    "mixbench.measure.memory",
-    "mixbench.authoring.conformance",
     "mixbench.core.plugin_loader",
 ]
 START_TIMEOUT_S = 180.0  # importing torch and the plugins on a loaded machine
@@ -78,7 +74,8 @@ def _context() -> Any:
     """The forkserver context with torch preloaded where available, else spawn."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(PRELOAD)  # no effect once the server runs
+        # no effect once the server runs
+        context.set_forkserver_preload(PRELOAD + preloaded_modules())
         return context
     return multiprocessing.get_context("spawn")
 
@@ -269,16 +266,24 @@ class IsolatedRunner:
     def run(self, cell: Mapping[str, Any]) -> dict[str, Any]:
         """The row of one cell; a timeout, a crash or a raise becomes the row's status."""
         started = time.time()
-        function_path = KIND_FUNCTIONS[cell.get("kind", "bench")]
-        outcome, value = self.exchange(function_path, {"cell": dict(cell)}, self.timeout_s)
+        payload = {**cell, "kind": cell.get("kind", "bench")}
+        outcome, value = self.exchange(
+            "mixbench.runs.executors:run_job", {"payload": payload}, self.timeout_s
+        )
         if outcome == "ok":
-            return value
+            return dict(value["row"])
         if outcome == "timeout":
-            return failed_row(cell, "timeout", f"no result within {value:g} s", started)
-        if outcome == "died":
+            status, reason = "timeout", f"no result within {value:g} s"
+        elif outcome == "died":
             status, reason = describe_exit(value)
-            return failed_row(cell, status, reason, started)
-        return failed_row(cell, "error", str(value).splitlines()[0], started)
+        else:
+            status, reason = "error", str(value).splitlines()[0]
+        row = row_skeleton(
+            payload["kind"], cell.get("key"), cell["config"], cell.get("run_id"),
+            started_at=iso_time(started),
+        )  # fmt: skip
+        row.update(status=status, reason=reason, duration_s=round(time.time() - started, 3))
+        return row
 
     def iterate(self, cells: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
         """Rows of ``cells`` in order, each as soon as it is measured."""

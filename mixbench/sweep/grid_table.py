@@ -1,8 +1,8 @@
 """One ``[[grid]]`` table of a sweep file: its keys, checked values, and combinations.
 
-The keys of a grid are the options of the command its ``kind`` names (``mixbench bench`` or
-``mixbench train``), read from the command's own signature, so every option is a key and a
-new option needs no change here. Values are checked for type and, for mixer, optimizer,
+The keys of a grid are the fields of its ``kind``'s options dataclass (``BenchOptions``,
+``TrainOptions``; see ``mixbench.runs.cell_kinds``), so every option is a key and a new
+option needs no change here. Values are checked for type and, for mixer, optimizer,
 task and executor names, against the registry's names (via ``mixbench.core.namecache``, without
 importing the plugins). A combination (`Point`) turns into the command's keyword arguments
 exactly as the command line would give them (``--seed 1`` is ``["1"]``), so that the
@@ -11,7 +11,7 @@ command's planner builds the very cells it builds for the same command line.
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import itertools
 import types
 import typing
@@ -21,8 +21,11 @@ from typing import Any
 
 from mixbench.core.namecache import NameCheck
 from mixbench.errors import UsageError, suggest
+from mixbench.runs.cell_kinds import cell_kinds
 
 GRID_ONLY = ("kind", "include", "exclude", "timeout")
+# Keys whose values are registered names (checked against the registry, split on commas).
+NAMED = ("mixer", "optimizer", "task")
 # Command options that describe a run, not a cell. (A cell's timeout is the sweep's
 # ``timeout`` key; a command's own ``--timeout`` default applies when the file gives none.)
 RUN_LEVEL = (
@@ -38,39 +41,14 @@ RUN_LEVEL = (
 )
 
 
-# -- the keys each kind of cell accepts, read from its command ---------------------------------
-
-
-@dataclass(frozen=True)
-class CellKind:
-    """A kind of cell: the command whose options are its keys, its planner and its runner.
-
-    The planner takes the command's keyword arguments (CLI-shaped values) and returns the
-    cells, or ``(cells, settings)`` when its cells need per-cell settings (a timing cell's
-    budget and process repeats), raising ``UsageError`` for anything the
-    command would reject; it runs nothing. The runner (``module:function``, see
-    ``mixbench.runs.executors.run_job``) runs one cell wherever an executor puts it.
-    """
-
-    name: str
-    command: str
-    planner: str
-    runner: str = "mixbench.runs.executors:run_job"
-
-
-CELL_KINDS = {
-    "bench": CellKind("bench", "mixbench.cli.bench:bench", "mixbench.bench.options:bench_cells"),
-    "train": CellKind(
-        "train", "mixbench.cli.train:train_command", "mixbench.cli.train:train_cells"
-    ),
-}
+# -- the keys each kind of cell accepts, read from its options dataclass --------------------
 
 
 @dataclass(frozen=True)
 class KeySpec:
-    """One option of a command, as a sweep key."""
+    """One field of a kind's options, as a sweep key."""
 
-    name: str  # the command's parameter name: what the planner receives
+    name: str  # the key as the planner receives it (the command line's parameter name)
     flag: str
     shape: str  # names | list | pairs | str | int | float | bool
     registry_kind: str | None  # mixer/optimizer/task for names and pairs
@@ -82,52 +60,63 @@ class KeySpec:
         return self.flag.lstrip("-").replace("-", "_")
 
 
-def _shape(annotation: Any) -> str:
+def _shape(annotation: Any, key: str) -> str:
     base = annotation
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # X | None -> X
         base = next(a for a in typing.get_args(annotation) if a is not type(None))
-    if typing.get_origin(base) in (list, tuple):
-        return "list"
+    origin = typing.get_origin(base)
+    if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
+        return "pairs"
+    if origin in (list, tuple):
+        return "names" if key in NAMED else "list"
     for kind, shape in ((bool, "bool"), (int, "int"), (float, "float")):
         if base is kind:
             return shape
     return "str"
 
 
-def command_keys(kind: str) -> dict[str, KeySpec]:
-    """The sweep keys of a kind of cell: every option of its command but the run-level ones."""
+def option_keys(kind: str) -> dict[str, KeySpec]:
+    """The sweep keys of a kind of cell: every field of its options dataclass but the
+    run-level ones, under the name the command line gives it."""
     from mixbench.core.plugin_loader import import_string
+    from mixbench.runs.cell_kinds import cell_kind
 
-    try:
-        command = import_string(CELL_KINDS[kind].command)
-    except (ImportError, AttributeError) as exc:
-        raise UsageError(f"{kind} cells are not available ({exc})") from None
-    hints = typing.get_type_hints(command)
+    spec = cell_kind(kind)
+    options = import_string(spec.options)
+    hints = typing.get_type_hints(options)
     specs: dict[str, KeySpec] = {}
-    for name, param in inspect.signature(command).parameters.items():
-        if name in RUN_LEVEL:
+    for item in dataclasses.fields(options):
+        key = spec.keys.get(item.name, item.name)
+        if key in RUN_LEVEL:
             continue
-        info = param.default
-        decls = [d for d in getattr(info, "param_decls", ()) if d.startswith("--")]
-        flag = decls[0] if decls else "--" + name.replace("_", "-")
-        shape = _shape(hints.get(name))
+        shape = _shape(hints[item.name], key)
         registry_kind = None
-        if shape == "list" and name.endswith("_option"):
-            shape, registry_kind = "pairs", name.removesuffix("_option")
-        elif shape == "list" and name in ("mixer", "optimizer", "task"):
-            shape, registry_kind = "names", name
-        default = getattr(info, "default", param.default)
-        specs[name] = KeySpec(name, flag, shape, registry_kind, None if default is ... else default)
+        if shape == "pairs":
+            registry_kind = key.removesuffix("_option")
+        elif shape == "names":
+            registry_kind = key
+        if item.default is not dataclasses.MISSING:
+            default = item.default
+        elif item.default_factory is not dataclasses.MISSING:
+            default = item.default_factory()
+        else:
+            default = None
+        flag = "--" + key.replace("_", "-")
+        specs[key] = KeySpec(key, flag, shape, registry_kind, default)
     return specs
 
 
-def command_timeout(kind: str) -> float | None:
-    """The default per-cell timeout of a kind's command (its ``--timeout``), if it has one."""
+def default_timeout(kind: str) -> float | None:
+    """A cell's timeout when the sweep gives none: the default of the kind's options'
+    ``timeout`` field, if they have one."""
     from mixbench.core.plugin_loader import import_string
+    from mixbench.runs.cell_kinds import cell_kind
 
-    param = inspect.signature(import_string(CELL_KINDS[kind].command)).parameters.get("timeout")
-    default = getattr(param.default, "default", None) if param is not None else None
-    return float(default) if isinstance(default, (int, float)) else None
+    options = import_string(cell_kind(kind).options)
+    for item in dataclasses.fields(options):
+        if item.name == "timeout" and isinstance(item.default, (int, float)):
+            return float(item.default)
+    return None
 
 
 def aliases(specs: Mapping[str, KeySpec]) -> dict[str, str]:
@@ -199,7 +188,7 @@ class Grid:
 # What each shape of option accepts from TOML, and how to say so.
 _SCALARS: dict[str, tuple[tuple[type, ...], str]] = {
     "names": ((str,), "a name"),
-    "list": ((str, int), "a string or a whole number"),
+    "list": ((str, int, float), "a number or a comma-separated string of them"),
     "str": ((str, int, float), "a string"),
     "int": ((int,), "a whole number"),
     "float": ((int, float), "a number"),
@@ -217,7 +206,7 @@ class SweepReader:
 
     def specs(self, kind: str) -> dict[str, KeySpec]:
         if kind not in self._specs:
-            self._specs[kind] = command_keys(kind)
+            self._specs[kind] = option_keys(kind)
         return self._specs[kind]
 
     def fail(self, where: str, message: str) -> UsageError:
@@ -303,11 +292,12 @@ class SweepReader:
         if not isinstance(table, dict):
             raise self.fail(prefix, "each grid must be a table")
         kind = table.get("kind")
-        if kind not in CELL_KINDS:
-            close = suggest(str(kind), CELL_KINDS)
+        kinds = cell_kinds()
+        if kind not in kinds:
+            close = suggest(str(kind), kinds)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             got = "missing" if kind is None else f"unknown kind {kind!r}"
-            raise self.fail(f"{prefix}.kind", f"{got}.{hint} Accepted: {', '.join(CELL_KINDS)}.")
+            raise self.fail(f"{prefix}.kind", f"{got}.{hint} Accepted: {', '.join(kinds)}.")
         grid = Grid(index, kind, self.specs(kind))
         accepted = aliases(grid.specs)
         applied = {k: v for k, v in defaults.items() if k in accepted and k not in table}
@@ -398,9 +388,9 @@ class Point:
 def _cli(spec: KeySpec, value: Any) -> Any:
     if spec.shape == "pairs":
         return [f"{k}={v}" for k, v in value.items()]
-    if spec.shape in ("names", "list"):
+    if spec.shape == "names":
         return [str(value)]
-    if spec.shape == "str":
+    if spec.shape in ("list", "str"):  # a list as the command line spells it: "256,1024"
         return str(value)
     return value
 

@@ -48,17 +48,17 @@ from typing import Any
 
 from mixbench.core.namecache import NameCheck, known_names
 from mixbench.errors import UsageError
+from mixbench.runs.cell_kinds import cell_kind, cell_kinds
 from mixbench.runs.driver import PlannedCell
 from mixbench.sweep.grid_table import (
-    CELL_KINDS,
     KeySpec,
     Point,
     SweepReader,
     aliases,
     check_option_keys,
     combinations,
-    command_keys,
-    command_timeout,
+    default_timeout,
+    option_keys,
     sweep_error,
     unknown_key_error,
 )
@@ -96,7 +96,7 @@ class SweepFile:
         for point, timeout in self.points:
             kind = point.grid.kind
             if kind not in planners:
-                planners[kind] = import_string(CELL_KINDS[kind].planner)
+                planners[kind] = import_string(cell_kind(kind).planner)
             try:
                 produced = planners[kind](**point.cli())
             except UsageError as exc:
@@ -105,14 +105,12 @@ class SweepFile:
                 ) from None
             cells, settings = produced if isinstance(produced, tuple) else (produced, {})
             if timeout is None:
-                timeout = command_timeout(kind)
+                timeout = default_timeout(kind)
             for cell in cells:
                 if cell.key in planned:
                     duplicates += 1
                     continue
-                planned[cell.key] = PlannedCell(
-                    cell, dict(settings), timeout, point.origin, CELL_KINDS[kind].runner
-                )
+                planned[cell.key] = PlannedCell(cell, dict(settings), timeout, point.origin)
         return Sweep(self, list(planned.values()), duplicates)
 
 
@@ -164,7 +162,7 @@ def parse_sweep(text: str, source: str, *, names: NameCheck | None = None) -> Sw
         raise sweep_error(source, "", f"not valid TOML: {exc}") from None
     every_spelling = {
         alias: specs[name].key
-        for specs in map(_safe_specs, CELL_KINDS)
+        for specs in map(_safe_specs, cell_kinds())
         for alias, name in aliases(specs).items()
     }
     for key in data:
@@ -223,7 +221,7 @@ def parse_sweep(text: str, source: str, *, names: NameCheck | None = None) -> Sw
 
 def _safe_specs(kind: str) -> dict[str, KeySpec]:
     try:
-        return command_keys(kind)
+        return option_keys(kind)
     except UsageError:
         return {}
 
@@ -315,7 +313,7 @@ def recorded_sweep(run_dir: Path, manifest: Mapping[str, Any]) -> dict[str, Any]
 def write_sweep_manifest(sweep: Sweep, run: Any, file: str | None) -> None:
     """A new sweep run directory's manifest: the sweep, its cells and the environment."""
     from mixbench.runs.environment import collect_environment
-    from mixbench.runs.store import SCHEMA_VERSION, utc_now
+    from mixbench.runs.rows import SCHEMA_VERSION, utc_now
 
     devices = sorted({str(p.cell.config.get("device") or "cpu") for p in sweep.cells})
     run.write_manifest(

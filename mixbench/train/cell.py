@@ -40,7 +40,8 @@ from mixbench.core.plugin_loader import get_registry
 from mixbench.errors import IncompatibleError, UsageError, is_out_of_memory
 from mixbench.measure.sharpness import measure_model
 from mixbench.runs.cells import Cell
-from mixbench.runs.store import SCHEMA_VERSION, RunDir, utc_now, write_json_atomic
+from mixbench.runs.rows import plain, row_skeleton
+from mixbench.runs.store import RunDir, write_json_atomic
 from mixbench.tasks import IGNORE_INDEX, TaskData
 from mixbench.train.schedule import make_scheduler, warmup_steps_for
 
@@ -256,8 +257,8 @@ def train_cell(
     if run is not None and row["status"] in ("oom", "error"):
         row["metrics"] = run.metrics  # what was measured before it broke
     row["duration_s"] = round(time.perf_counter() - start, 3)
-    row["metrics"] = _plain(row["metrics"])
-    return Outcome(row, _plain(run.curves) if run is not None else {})
+    row["metrics"] = plain(row["metrics"])
+    return Outcome(row, plain(run.curves) if run is not None else {})
 
 
 @contextlib.contextmanager
@@ -281,11 +282,10 @@ def skipped(config: Mapping[str, Any], reason: str, *, run_id: str | None = None
 
 
 def _row(config: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA_VERSION, "kind": "train", "key": Cell("train", config).key,
-        "status": "ok", "reason": None, "config": dict(config), "metrics": {},
-        "curves_file": None, "started_at": utc_now(), "duration_s": 0.0, "run_id": run_id,
-    }  # fmt: skip
+    row = row_skeleton("train", Cell("train", config).key, config, run_id)
+    del row["runtime"]  # a training row records none
+    row.update(curves_file=None, duration_s=0.0)
+    return row
 
 
 class _Run:
@@ -473,14 +473,3 @@ def save_outcome(run_dir: RunDir, outcome: Outcome) -> dict[str, Any]:
         row["curves_file"] = relative
     run_dir.append_row(row)
     return row
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe copy: non-finite floats become null (JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

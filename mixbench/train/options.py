@@ -24,12 +24,21 @@ SCHEDULES = ("cosine", "constant")
 DEFAULT_GRID_POINTS = 5  # the default --lr-grid: this many rates, default/30 .. default*30
 DEFAULT_GRID_SPAN = 30.0
 
-# field -> the flag that sets it, where the two are not spelled alike
-FLAGS = {"mixers": "--mixer", "optimizers": "--optimizer", "tasks": "--task", "seeds": "--seed"}
+# field -> its name on the command line and in sweep files, where the two differ
+KEYS = {
+    "mixers": "mixer",
+    "optimizers": "optimizer",
+    "tasks": "task",
+    "seeds": "seed",
+    "mixer_options": "mixer_option",
+    "optimizer_options": "optimizer_option",
+    "task_options": "task_option",
+}
 
 
 def flag(name: str) -> str:
-    return FLAGS.get(name, "--" + name.replace("_", "-"))
+    """The flag that sets field ``name`` (``seeds`` is ``--seed``)."""
+    return "--" + KEYS.get(name, name).replace("_", "-")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any
 
 from mixbench.errors import UsageError
 from mixbench.runs.cells import Cell, unique_cells
+from mixbench.runs.rows import plain
 from mixbench.train.lr_tuning import select_lr, trial_record
 from mixbench.train.options import TrainOptions, default_grid
 
@@ -63,7 +64,7 @@ def plan_train(options: TrainOptions) -> TrainPlan:
     }
     checked = {
         kind: {
-            name: _plain(registry.get(kind, name).validate_options(scoped))
+            name: plain(registry.get(kind, name).validate_options(scoped))
             for name, scoped in scope_options(kind, names, given).items()
         }
         for kind, (names, given) in raw.items()
@@ -106,11 +107,6 @@ def _group_cells(options: TrainOptions, base: Mapping[str, Any], default_lr: flo
         for s in tune_seeds
         for lr in grid
     ]
-
-
-def _plain(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Options as plain JSON data (tuples become lists), so that keys are stable."""
-    return dict(json.loads(json.dumps(dict(options), sort_keys=True, default=str)))
 
 
 def _task_key(config: Mapping[str, Any]) -> str:

@@ -19,11 +19,10 @@ from typing import Any
 
 from mixbench.errors import UsageError
 from mixbench.runs.cells import Cell
-from mixbench.runs.store import SCHEMA_VERSION, RunDir, check_writable, read_manifest, utc_now
+from mixbench.runs.rows import SCHEMA_VERSION, utc_now
+from mixbench.runs.store import RunDir, check_writable, read_manifest
 from mixbench.train.options import TrainOptions
 from mixbench.train.plan import TrainPlan, plan_train
-
-RUNNER = "mixbench.train.run:run_train_job"
 
 
 @dataclass
@@ -114,7 +113,7 @@ def planned(
         return {"progress": progress, **row}
 
     return [
-        PlannedCell(cell, settings(cell.key), None, "train", RUNNER)
+        PlannedCell(cell, settings(cell.key), None, "train")
         for cell in cells
         if cell.key not in done
     ]
