@@ -119,7 +119,7 @@ def render(kind: str, names: PluginNames) -> dict[str, str]:
         "kind": kind,
         "requirement": _dependency_bound(),
         "summary": SUMMARIES[kind],
-        "next_command": NEXT_COMMANDS[kind].replace("$name", names.registered),
+        "next_command": next_command(kind, names.registered),
     }
     files = {
         "pyproject.toml": "package/pyproject.toml.tmpl",
@@ -177,8 +177,9 @@ SUMMARIES = {
     "task": "a training task",
 }
 
-NEXT_COMMANDS = {
-    "mixer": "mixbench bench --mixer $name --quick",
-    "optimizer": "mixbench train --mixer pooling --optimizer $name --task digits --steps 100",
-    "task": "mixbench train --mixer attention --task $name --steps 200",
-}
+
+def next_command(kind: str, registered: str) -> str:
+    """The command that tries a new plugin of ``kind`` out (its README's and
+    ``mixbench new-plugin``'s last step)."""
+    text = _template(f"{kind}/next_command.tmpl").strip()
+    return Template(text).substitute(name=registered)

@@ -113,7 +113,7 @@ class BenchOptions:
     dim: int | None = None
     batch_size: int | None = None
     mode: str = "infer"
-    optimizers: tuple[str, ...] = ()  # --mode train; empty: sgd
+    optimizers: tuple[str, ...] = ()  # --mode train; empty: the registered default
     optimizer_options: Mapping[str, str] = field(default_factory=dict)
     lr: float = 1e-3
     device: str = "auto"
@@ -270,7 +270,10 @@ def plan_bench(options: BenchOptions) -> BenchPlan:
     registry = get_registry()
     mixers = list(options.mixers or registry.names("mixer"))
     train = options.mode == "train"
-    optimizers: list[str | None] = list(options.optimizers or ["sgd"]) if train else [None]
+    optimizers: list[str | None] = [None]
+    if train:
+        given = options.optimizers
+        optimizers = list(given or [registry.default("optimizer", "bench", "--optimizer")])
     mixer_opts = split_options(mixers, options.mixer_options, "mixer")
     optimizer_opts = (
         split_options([o for o in optimizers if o], options.optimizer_options, "optimizer")

@@ -130,7 +130,7 @@ def run_bench(
     *,
     out: Path,
     resume: Path | None = None,
-    executor: str = "subprocess",
+    executor: str | None = None,
     executor_options: Mapping[str, Any] | None = None,
     max_parallel: int = 1,
     quiet: bool = True,
@@ -139,8 +139,13 @@ def run_bench(
 ) -> tuple[BenchRun, Any]:
     """Plan, create (or reopen, ``resume``) the run directory and drive the cells; returns
     the run and the driver's `Outcome` (``status`` says whether it was interrupted).
-    ``on_start`` sees the run before the first cell (the command prints its warnings)."""
+    ``on_start`` sees the run before the first cell (the command prints its warnings).
+    ``executor`` defaults to the one registered as bench's default (``default_for``)."""
+    from mixbench.core.plugin_loader import get_registry
     from mixbench.runs.driver import drive, locked
+
+    if executor is None:
+        executor = get_registry().default("executor", "bench", "--executor")
 
     with contextlib.ExitStack() as stack:
         if resume is not None:  # no other command adds rows while the missing cells are read

@@ -25,7 +25,7 @@ def new_plugin_command(
     """
     from rich.console import Console
 
-    from mixbench.authoring.scaffold import NEXT_COMMANDS, plugin_names, write_plugin
+    from mixbench.authoring.scaffold import next_command, plugin_names, write_plugin
 
     registered = plugin_names(name).registered
     target = write_plugin(name, kind, directory)
@@ -37,6 +37,6 @@ def new_plugin_command(
     for step in (
         f"pip install -e {target}",
         f"pytest {target}",
-        NEXT_COMMANDS[kind].replace("$name", registered),
+        next_command(kind, registered),
     ):
         console.print(f"  {step}", markup=False)

@@ -30,8 +30,12 @@ def train_command(
     mixer: list[str] = typer.Option(
         None, "--mixer", "-m", help="Mixer name(s); repeat or comma-separate."
     ),
-    optimizer: list[str] = typer.Option(["adamw"], "--optimizer", "-o", help="Optimizer name(s)."),
-    task: list[str] = typer.Option(["digits"], "--task", "-t", help="Task name(s)."),
+    optimizer: list[str] = typer.Option(
+        None, "--optimizer", "-o", help="Optimizer name(s) (default: adamw, as it registers)."
+    ),
+    task: list[str] = typer.Option(
+        None, "--task", "-t", help="Task name(s) (default: digits, as it registers)."
+    ),
     seed: list[str] = typer.Option(["0"], "--seed", "-s", help="Seeds: repeat or '0,1,2'."),
     steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (default 1000)."),
     epochs: float | None = typer.Option(

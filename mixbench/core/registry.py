@@ -291,6 +291,21 @@ class Registry:
         except KeyError:
             raise UnknownNameError(kind, name, self._entries[kind]) from None
 
+    def default(self, kind: str, use: str, flag: str) -> str:
+        """The ``kind`` that ``use`` (``"train"``, ``"bench"``) takes when ``flag`` names
+        none: the one registered with ``default_for=(use, ...)``. The core names no plugin:
+        which optimizer trains by default is the optimizer plugin's statement, made exactly
+        as a third party would make it."""
+        claimed = [e.name for e in self.entries(kind) if use in e.metadata.get("default_for", ())]
+        if len(claimed) == 1:
+            return claimed[0]
+        if not claimed:
+            raise UsageError(f"{flag}: no {kind} is registered as the default for {use}; name one")
+        raise UsageError(
+            f"{flag}: {', '.join(claimed)} are each registered as the {kind} for {use} by "
+            "default; name one"
+        )
+
     def __contains__(self, item: tuple[str, str]) -> bool:
         kind, name = item
         return name in self._entries.get(kind, {})

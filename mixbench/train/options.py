@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from mixbench.errors import UsageError
@@ -46,8 +46,8 @@ class TrainOptions:
     """Everything that decides which training cells a run has and how each one trains."""
 
     mixers: tuple[str, ...]
-    optimizers: tuple[str, ...] = ("adamw",)
-    tasks: tuple[str, ...] = ("digits",)
+    optimizers: tuple[str, ...] = ()  # empty: the optimizer registered as training's default
+    tasks: tuple[str, ...] = ()  # empty: the task registered as training's default
     seeds: tuple[int, ...] = (0,)
     mixer_options: Mapping[str, str] = field(default_factory=dict)  # KEY or NAME.KEY -> text
     optimizer_options: Mapping[str, str] = field(default_factory=dict)
@@ -77,9 +77,8 @@ class TrainOptions:
     tune_seeds: tuple[int, ...] | None = None  # None: the first seed
 
     def __post_init__(self) -> None:
-        for name in ("mixers", "optimizers", "tasks"):
-            if not getattr(self, name):
-                raise UsageError(f"{flag(name)}: give at least one name")
+        if not self.mixers:
+            raise UsageError(f"{flag('mixers')}: give at least one name")
         if not self.seeds:
             raise UsageError("--seed: give at least one seed (e.g. 0,1,2)")
         for name in ("seeds", "tune_seeds"):
@@ -196,8 +195,8 @@ def options_from_cli(given: Mapping[str, Any]) -> TrainOptions:
 
     values: dict[str, Any] = {
         "mixers": split_names(given.get("mixer")),
-        "optimizers": split_names(given.get("optimizer") or ["adamw"]),
-        "tasks": split_names(given.get("task") or ["digits"]),
+        "optimizers": split_names(given.get("optimizer")),
+        "tasks": split_names(given.get("task")),
         "seeds": parse_seeds(given.get("seed") or ["0"]),
         "mixer_options": parse_key_values(given.get("mixer_option"), "--mixer-option"),
         "optimizer_options": parse_key_values(given.get("optimizer_option"), "--optimizer-option"),
@@ -209,4 +208,19 @@ def options_from_cli(given: Mapping[str, Any]) -> TrainOptions:
         values["tune_seeds"] = parse_seeds(given["tune_seeds"], "--tune-seeds")
     plain = {f.name for f in fields(TrainOptions)} - set(values) - {"lr_grid", "tune_seeds"}
     values.update({name: given[name] for name in plain if given.get(name) is not None})
-    return TrainOptions(**values)
+    return with_registered_defaults(TrainOptions(**values))
+
+
+def with_registered_defaults(options: TrainOptions) -> TrainOptions:
+    """``options`` with an empty optimizer or task list replaced by the one its plugin
+    registered as training's default (``register(..., default_for=("train",))``)."""
+    if options.optimizers and options.tasks:
+        return options
+    from mixbench.core.plugin_loader import get_registry
+
+    registry = get_registry()
+    return replace(
+        options,
+        optimizers=options.optimizers or (registry.default("optimizer", "train", "--optimizer"),),
+        tasks=options.tasks or (registry.default("task", "train", "--task"),),
+    )

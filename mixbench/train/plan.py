@@ -27,7 +27,7 @@ from mixbench.errors import UsageError
 from mixbench.runs.cells import Cell, unique_cells
 from mixbench.runs.rows import plain
 from mixbench.train.lr_tuning import select_lr, trial_record
-from mixbench.train.options import TrainOptions, default_grid
+from mixbench.train.options import TrainOptions, default_grid, with_registered_defaults
 
 # TrainOptions fields that every cell of a run shares, as they appear in its config
 SETTINGS = (
@@ -57,6 +57,7 @@ def plan_train(options: TrainOptions) -> TrainPlan:
     from mixbench.train import cell as train
 
     registry = get_registry()
+    options = with_registered_defaults(options)
     raw = {
         "mixer": (options.mixers, options.mixer_options),
         "optimizer": (options.optimizers, options.optimizer_options),

@@ -167,4 +167,5 @@ def register_executors(register):  # type: ignore[no-untyped-def]
         SubprocessExecutor,
         description="each cell in an isolated worker process (default); crashes become rows",
         isolation="process per worker, replaced after a crash or timeout",
+        default_for=("bench",),  # timing cells run isolated unless asked otherwise
     )

@@ -74,4 +74,5 @@ def register_optimizers(register: Any) -> None:
         make_adamw,
         description="AdamW (torch.optim.AdamW), decoupled weight decay",
         default_lr=3e-3,
+        default_for=("train",),  # mixbench train's optimizer when --optimizer is not given
     )

@@ -52,4 +52,5 @@ def register_optimizers(register: Any) -> None:
         make_sgd,
         description="SGD with momentum (torch.optim.SGD); nesterov and weight_decay options",
         default_lr=0.05,  # peak rate under mixbench's protocol; --tune-lr searches around it
+        default_for=("bench",),  # mixbench bench --mode train's optimizer by default
     )

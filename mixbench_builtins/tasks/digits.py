@@ -115,4 +115,5 @@ def register_tasks(register: Any) -> None:
         make_digits,
         description="8x8 handwritten digits bundled with scikit-learn (1797 images, 10 classes); "
         "label_noise flips training labels",
+        default_for=("train",),  # mixbench train's task when --task is not given
     )
