@@ -134,7 +134,7 @@ def test_without_matplotlib_says_how_to_install(
 
 
 def test_write_report_regenerates_every_artifact(train_dir: Path, tmp_path: Path) -> None:
-    from mixbench.cli.report import write_report
+    from mixbench.report.artifacts import write_report
 
     written = write_report([train_dir], tmp_path / "report", "train")
     names = sorted(p.name for p in written)

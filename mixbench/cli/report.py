@@ -192,33 +192,3 @@ def report_command(
             raise UsageError(f"{path}: no such run directory or results file")
     index = build_site(run_dirs, output, compare=compare, threshold=limit)
     _stderr().print(f"wrote {index}")
-
-
-def write_report(run_dirs: list[Path], out_dir: Path, kind: str) -> list[Path]:
-    """Every table and figure of one kind of run into ``out_dir``, for committed examples.
-
-    bench: ``leaderboard.md/.csv/.json`` (latency), ``memory.md``, ``scaling.png`` and
-    ``memory.png``; train: ``leaderboard.md/.csv/.json`` (final accuracy), ``curves.png``
-    and ``pareto.png``. A nox session regenerating ``results/`` calls this after running the
-    sweep, so the README's tables and plots always come from one command.
-    """
-    from mixbench.report.leaderboard import build_leaderboard
-    from mixbench.report.plots import plot
-
-    results = _read(run_dirs, kind=kind)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    board = build_leaderboard(results.frame, kind=kind)
-    for fmt in ("md", "csv", "json"):
-        path = out_dir / f"leaderboard.{fmt}"
-        path.write_text(board.render(fmt), encoding="utf-8")
-        written.append(path)
-    if kind == "bench":
-        memory = out_dir / "memory.md"
-        memory.write_text(build_leaderboard(results.frame, metric="memory").to_markdown())
-        written.append(memory)
-    for figure in ("scaling", "memory") if kind == "bench" else ("curves", "pareto"):
-        path = out_dir / f"{figure}.png"
-        plot(results.frame, figure, path)
-        written.append(path)
-    return written
