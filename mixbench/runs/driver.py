@@ -206,7 +206,7 @@ def drive(
                     else:
                         row = rows[0]
                     with stop.writing():
-                        _write(run, planned.cell.kind, row, curves)
+                        row = run.append_row(row, curves)
                     ended.add(key)
                     tally.add(row, planned.cell.label())
                     if on_row is not None:
@@ -303,17 +303,6 @@ def _job(planned: PlannedCell, run_id: str, probes: Mapping[str, Any], index: in
         runner=kind.runner,
         fresh_process=repeated,
     )
-
-
-def _write(run: RunDir, kind: str, row: dict[str, Any], curves: Any) -> None:
-    """Append the row (a training cell's curves first, beside it) and fsync it."""
-    if kind == "train" and curves:
-        from mixbench.train.cell import Outcome as TrainOutcome
-        from mixbench.train.cell import save_outcome
-
-        save_outcome(run, TrainOutcome(row, curves))
-    else:
-        run.append_row(row)
 
 
 def _all_counts(run: RunDir) -> dict[str, int]:

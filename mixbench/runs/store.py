@@ -86,9 +86,21 @@ class RunDir:
         self.write_manifest(manifest)
         return manifest
 
-    def append_row(self, row: Mapping[str, Any]) -> None:
-        """Append one row and make it durable before returning."""
+    def append_row(
+        self, row: Mapping[str, Any], curves: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Append one row and make it durable before returning it as written; a cell's
+        ``curves`` (a training run's loss and accuracy over steps) go to
+        ``curves/<key>.json`` first, and the row's ``curves_file`` points at them."""
+        row = dict(row)
+        if curves:
+            relative = f"curves/{row['key']}.json"
+            (self.path / "curves").mkdir(exist_ok=True)
+            data = {"key": row["key"], "config": row["config"], **curves}
+            write_json_atomic(self.path / relative, data)
+            row["curves_file"] = relative
         append_row(self.results_path, row)
+        return row
 
     def rows(self) -> list[dict[str, Any]]:
         rows, _ = read_rows(self.results_path)

@@ -41,7 +41,6 @@ from mixbench.errors import IncompatibleError, UsageError, is_out_of_memory
 from mixbench.measure.sharpness import measure_model
 from mixbench.runs.cells import Cell
 from mixbench.runs.rows import plain, row_skeleton
-from mixbench.runs.store import RunDir, write_json_atomic
 from mixbench.tasks import IGNORE_INDEX, TaskData
 from mixbench.train.schedule import make_scheduler, warmup_steps_for
 
@@ -460,16 +459,3 @@ def _iqr(values: list[float]) -> float | None:
 
 
 # -- the result store ------------------------------------------------------------------------
-
-
-def save_outcome(run_dir: RunDir, outcome: Outcome) -> dict[str, Any]:
-    """Write the curves to ``curves/<key>.json`` and append the row that points at them."""
-    row = outcome.row
-    if outcome.curves:
-        relative = f"curves/{row['key']}.json"
-        (run_dir.path / "curves").mkdir(exist_ok=True)
-        curves = {"key": row["key"], "config": row["config"], **outcome.curves}
-        write_json_atomic(run_dir.path / relative, curves)
-        row["curves_file"] = relative
-    run_dir.append_row(row)
-    return row
