@@ -144,6 +144,23 @@ def test_tune_lr_runs_trials_then_every_seed_at_the_chosen_rate(tmp_path: Path) 
     assert "(tuned)" in result.stdout and "lr tuning identity sgd toy" in result.stdout
 
 
+def test_a_tuned_run_on_its_tuning_seed_alone_ends_with_the_choice_and_its_test_score(
+    tmp_path: Path,
+) -> None:
+    """Every final cell reuses a trial, so the tuned stage runs nothing: the summary must
+    still come after it (not after the trials), with or without --quiet."""
+    args = ["-m", "identity", "-t", "toy", "-o", "sgd", "-s", "0", "--steps", "4"]
+    for quiet in ([], ["--quiet"]):
+        out = tmp_path / ("quiet" if quiet else "loud")
+        result = train(out, *args, "--tune-lr", "--lr-grid", "1e-3:1:4", *quiet)
+        tuned = [r for r in rows_of(out) if r["config"]["lr_tuning"]["stage"] == "tuned"]
+        assert len(tuned) == 1 and tuned[0]["reused_trial"]
+        chosen = tuned[0]["lr_tuning"]["chosen_lr"]
+        assert f"-> lr {chosen:g}" in result.stdout  # the choice, after every trial's score
+        assert all(f"{lr:g}: " in result.stdout for lr in (0.001, 0.01, 0.1, 1.0))
+        assert "test acc" in result.stdout and "(tuned)" in result.stdout
+
+
 def test_the_default_grid_spans_the_registered_rate_30x_each_way(tmp_path: Path) -> None:
     train(tmp_path, "-m", "identity", "-t", "toy", "-o", "sgd", "--steps", "2", "--tune-lr", "-q")
     grid = rows_of(tmp_path)[0]["config"]["lr_tuning"]["grid"]

@@ -131,8 +131,12 @@ def sweep_command(
             quiet=quiet,
             file=str(sweep_file) if sweep_file else None,
             resume_command=shlex.join([*resume_argv, "--resume", str(run.path)]),
+            tables=False,
         )
-        from mixbench.cli.train import run_tuned_stage  # a grid that asked for --tune-lr
+        from rich.console import Console
+
+        from mixbench.cli.train import run_tuned_stage
+        from mixbench.report.tables import print_run_tables  # a grid that asked for --tune-lr
 
         run_tuned_stage(
             [p.cell for p in sweep.cells],
@@ -143,8 +147,10 @@ def sweep_command(
                 "max_parallel": parallel,
                 "quiet": quiet,
                 "resume_command": shlex.join([*resume_argv, "--resume", str(run.path)]),
+                "tables": False,
             },
         )
+        print_run_tables(run, Console(stderr=True, highlight=False, soft_wrap=True), quiet)
 
 
 def _print_dry_run(sweep: Any, done: set[str], quiet: bool) -> None:
@@ -197,8 +203,10 @@ def run_sweep(
     quiet: bool,
     file: str | None,
     resume_command: str,
+    tables: bool = True,
 ) -> None:
-    """Record the sweep in a new run's manifest, drive its cells, summarise."""
+    """Record the sweep in a new run's manifest, drive its cells, summarise (the run's tables
+    too unless ``tables`` is false: a caller with more stages to run prints them at the end)."""
     from rich.console import Console
 
     from mixbench.runs.driver import drive, resume_hint
@@ -221,27 +229,18 @@ def run_sweep(
     if outcome.status == "interrupted":
         console.print(resume_hint(outcome, run, resume_command), markup=False)
         raise typer.Exit(outcome.exit_code)
-    _summarise(outcome.tally, run, console, quiet)
+    _summarise(outcome.tally, run, console)
+    if tables:
+        from mixbench.report.tables import print_run_tables
+
+        print_run_tables(run, console, quiet)
 
 
-def _summarise(tally: Any, run: Any, console: Any, quiet: bool) -> None:
-    """Counts of this session, the failures, and the run's tables (every session's rows)."""
+def _summarise(tally: Any, run: Any, console: Any) -> None:
+    """Counts of this session and its failures."""
     counts = ", ".join(f"{n} {s}" for s, n in sorted(tally.counts.items())) or "nothing to run"
     console.print(f"sweep complete: {counts}; results in {run.path}", markup=False)
     for line in tally.failures[:10]:
         console.print(f"  {line}", markup=False)
     if len(tally.failures) > 10:
         console.print(f"  ... and {len(tally.failures) - 10} more", markup=False)
-    rows = run.rows()
-    bench = [r for r in rows if r.get("kind") == "bench"]
-    train = [r for r in rows if r.get("kind") == "train"]
-    if bench:
-        from mixbench.report.tables import print_tables, write_leaderboards
-
-        write_leaderboards(bench, run.path, run.read_manifest())
-        if not quiet:
-            print_tables(bench, console)
-    if train and not quiet:
-        from mixbench.cli.train import print_summary
-
-        print_summary(train, run.path)

@@ -146,14 +146,14 @@ def train_command(
     drive = {
         "run": started.run, "executor_name": executor, "executor_options": executor_options,
         "max_parallel": max_parallel, "quiet": quiet or as_json,
-        "resume_command": shlex.join(resume_argv),
+        "resume_command": shlex.join(resume_argv), "tables": False,
     }  # fmt: skip
     run_stages(started, drive, progress="cells" if quiet or not _terminal() else "steps")
     rows = started.run.rows()
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row, sort_keys=True))
-    elif quiet:
+    else:  # once, after every stage: a tuned run's chosen rates exist only now
         print_summary(rows, started.run.path)
 
 

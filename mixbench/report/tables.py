@@ -367,3 +367,20 @@ def write_leaderboards(
             writer.writerow(record)
     md_path.write_text(markdown(rows, manifest), encoding="utf-8")
     return csv_path, md_path
+
+
+def print_run_tables(run: Any, console: Any, quiet: bool) -> None:
+    """A run's tables over every session's rows, once its last stage has run: bench
+    leaderboards (written into the run directory; printed unless ``quiet``) and the training
+    summary (unless ``quiet``)."""
+    from mixbench.train.summary import print_summary
+
+    rows = run.rows()
+    bench = [r for r in rows if r.get("kind") == "bench"]
+    train = [r for r in rows if r.get("kind") == "train"]
+    if bench:
+        write_leaderboards(bench, run.path, run.read_manifest())
+        if not quiet:
+            print_tables(bench, console)
+    if train and not quiet:
+        print_summary(train, run.path)

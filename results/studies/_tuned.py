@@ -41,7 +41,13 @@ def budget(run_dir: Path) -> str:
         f"{{{grid_text}}} by final validation accuracy, then seeds {seeds} at the chosen rate. "
         f"{config.get('threads')} thread(s) per cell, {sessions[-1].get('max_parallel')} cells at "
         f"once ({sessions[-1].get('executor')} executor) on {env.get('cpu') or '?'} "
-        f"({env.get('cores') or '?'} cores); wall time {wall / 60:.1f} min."
+        f"({env.get('cores') or '?'} cores); wall time {wall / 60:.1f} min"
+        + (
+            f" from first start to end, over {len(sessions)} sessions (paused and resumed "
+            "with --resume while other measurements needed a quiet machine)."
+            if len(sessions) > 1
+            else "."
+        )
     )
 
 
