@@ -26,7 +26,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff>=0.5")
-    paths = ("mixbench", "plugins", "tests", "examples", "results", "noxfile.py")
+    paths = ("mixbench", "mixbench_builtins", "tests", "examples", "results", "noxfile.py")
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
 

@@ -26,26 +26,26 @@ ENTRY_POINT_GROUP = "mixbench"
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mixbench.api import (
+    from mixbench.core.api import (
         create_block,
         create_mixer,
         create_model,
         create_optimizer,
         create_task,
     )
+    from mixbench.core.plugin_loader import get_registry
     from mixbench.measure.flops import FlopTally
-    from mixbench.plugins import get_registry
-    from mixbench.results import load_results
+    from mixbench.report.results import load_results
 
 _LAZY = {
-    "create_mixer": "mixbench.api",
-    "create_block": "mixbench.api",
-    "create_optimizer": "mixbench.api",
-    "create_model": "mixbench.api",
-    "create_task": "mixbench.api",
+    "create_mixer": "mixbench.core.api",
+    "create_block": "mixbench.core.api",
+    "create_optimizer": "mixbench.core.api",
+    "create_model": "mixbench.core.api",
+    "create_task": "mixbench.core.api",
     "FlopTally": "mixbench.measure.flops",
-    "get_registry": "mixbench.plugins",
-    "load_results": "mixbench.results",
+    "get_registry": "mixbench.core.plugin_loader",
+    "load_results": "mixbench.report.results",
 }
 
 __all__ = [

@@ -1,5 +1,5 @@
 """``python -m mixbench`` runs the command line."""
 
-from mixbench.cli import main
+from mixbench.cli.app import main
 
 main()

@@ -54,10 +54,10 @@ def register_executors(register: Any) -> None:
     """Register sweep executors.
 
     ``register(name, factory, *, description="", **metadata)``.
-    ``factory(max_parallel=N, run_dir=PATH, **options) -> mixbench.executors.Executor``:
+    ``factory(max_parallel=N, run_dir=PATH, **options) -> mixbench.runs.executors.Executor``:
     an object with ``name``, ``slots``, ``submit(job)``, ``wait(timeout) -> list[Finished]``,
     ``status() -> str`` and ``close(cancel=...)`` (optionally ``check(jobs)`` to refuse
-    cells it cannot run before the sweep starts). See ``mixbench.executors``.
+    cells it cannot run before the sweep starts). See ``mixbench.runs.executors``.
     """
 
 

@@ -17,7 +17,7 @@ os.environ["MIXBENCH_PLUGINS"] = ""
 @pytest.fixture(autouse=True)
 def _fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test starts from the built-ins alone and leaves nothing registered behind."""
-    from mixbench import plugins
+    from mixbench.core import plugin_loader as plugins
 
     monkeypatch.setenv("MIXBENCH_PLUGINS", "")
     plugins.reset()

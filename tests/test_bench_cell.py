@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 import mixbench
-from mixbench.bench import optimizer_state_bytes, run_cell
-from mixbench.plugins import register_plugin
+from mixbench.bench.cell import optimizer_state_bytes, run_cell
+from mixbench.core.plugin_loader import register_plugin
 
 TINY_TIMING = {
     "warmup_iters": 1,

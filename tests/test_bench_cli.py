@@ -17,7 +17,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from mixbench.store import read_rows
+from mixbench.runs.store import read_rows
 
 FAST = [
     "--threads",
@@ -41,11 +41,11 @@ FAST = [
 
 def _app() -> typer.Typer:
     """The real CLI once it registers ``bench``; until then the command on its own."""
-    from mixbench import cli
+    from mixbench.cli import app as cli
 
     if any(name == "bench" for name, _, _ in cli.CORE_COMMANDS):
         return cli.app
-    from mixbench.commands.bench import bench
+    from mixbench.cli.bench import bench
 
     app = typer.Typer()
     app.command("bench")(cli.guard(bench))
@@ -67,7 +67,7 @@ def test_run_writes_the_run_directory_and_failures_do_not_stop_it(tmp_path: Path
     a raising cell and an impossible one recorded as statuses between good ones."""
     import test_bench_cell  # the throwaway ``faulty`` mixer plugin
 
-    from mixbench.plugins import register_plugin
+    from mixbench.core.plugin_loader import register_plugin
 
     register_plugin(test_bench_cell, "faulty-tests")
     out = tmp_path / "results"
@@ -151,8 +151,8 @@ def test_usage_errors_exit_2_before_anything_runs(
 
 SCRIPT = """
 import typer
-from mixbench.cli import guard
-from mixbench.commands.bench import bench
+from mixbench.cli.app import guard
+from mixbench.cli.bench import bench
 typer.run(guard(bench))
 """
 

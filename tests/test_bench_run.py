@@ -16,10 +16,10 @@ import pytest
 from test_bench_cli import FAST
 from typer.testing import CliRunner
 
-from mixbench.bench_options import BenchOptions, plan_bench
-from mixbench.cli import app
+from mixbench.bench.options import BenchOptions, plan_bench
+from mixbench.cli.app import app
 from mixbench.errors import UsageError
-from mixbench.store import read_rows
+from mixbench.runs.store import read_rows
 
 FAST_1 = FAST[:-2]  # without its "--processes 1": each test says how many
 
@@ -198,10 +198,10 @@ def test_a_cell_killed_between_its_last_process_and_its_row_gets_the_row_on_resu
     resumed run combines them and runs nothing again."""
     from test_results import bench_config, bench_row
 
-    from mixbench.driver import PROCESSES_FILE, PlannedCell, drive
-    from mixbench.plan import Cell
-    from mixbench.repeats import process_key
-    from mixbench.store import RunDir, append_row
+    from mixbench.runs.cells import Cell
+    from mixbench.runs.driver import PROCESSES_FILE, PlannedCell, drive
+    from mixbench.runs.repeats import process_key
+    from mixbench.runs.store import RunDir, append_row
 
     run = RunDir.create(tmp_path, "bench")
     run.write_manifest({"kind": "bench", "sessions": [], "probes": {"cpu/float32/2": {}}})

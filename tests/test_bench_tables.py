@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from mixbench.tables import pivot, print_tables, standard_pivots, write_leaderboards
+from mixbench.report.tables import pivot, print_tables, standard_pivots, write_leaderboards
 
 
 def row(

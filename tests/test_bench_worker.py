@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mixbench.plugins import register_plugin
-from mixbench.worker import IsolatedRunner, describe_exit
+from mixbench.core.plugin_loader import register_plugin
+from mixbench.runs.worker import IsolatedRunner, describe_exit
 
 
 def _faulty_plugin() -> Any:

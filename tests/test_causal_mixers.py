@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixbench.api import create_mixer
+from mixbench.core.api import create_mixer
 from mixbench.errors import IncompatibleError, OptionError
-from mixbench_plugins.mixers.mlp import causal_masks
-from mixbench_plugins.mixers.window import sliding_window_band
+from mixbench_builtins.mixers.mlp import causal_masks
+from mixbench_builtins.mixers.window import sliding_window_band
 
 
 def _x(tokens: int, dim: int = 8, seed: int = 0) -> torch.Tensor:

@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 import mixbench
-from mixbench import plugins, train
-from mixbench.api import create_model
+from mixbench.core import plugin_loader as plugins
+from mixbench.core.api import create_model
 from mixbench.errors import IncompatibleError, OptionError
 from mixbench.tasks import IGNORE_INDEX, TaskData
+from mixbench.train import cell as train
 
 CAUSAL_BUILTINS = ["attention", "identity", "mlp", "pooling", "window"]
 

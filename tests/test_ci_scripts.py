@@ -9,7 +9,7 @@ from pathlib import Path
 
 from test_results import bench_config, bench_row, write_bench_run, write_manifest
 
-from mixbench.store import append_row
+from mixbench.runs.store import append_row
 
 CHECK_ROWS = Path(__file__).resolve().parents[1] / ".ci" / "check_rows.py"
 

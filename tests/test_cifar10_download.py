@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mixbench.cli import app
+from mixbench.cli.app import app
 from mixbench.errors import UsageError
-from mixbench_plugins.tasks import cifar10
-from mixbench_plugins.tasks.cifar10 import make_cifar10
+from mixbench_builtins.tasks import cifar10
+from mixbench_builtins.tasks.cifar10 import make_cifar10
 
 RECORDS = 6
 VAL = 5

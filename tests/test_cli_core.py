@@ -9,7 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from mixbench.cli import app, parse_key_values
+from mixbench.cli.app import app, parse_key_values
 from mixbench.errors import UsageError
 
 runner = CliRunner()
@@ -18,10 +18,10 @@ runner = CliRunner()
 def test_help_does_not_import_torch_or_plugins() -> None:
     code = (
         "import sys\n"
-        "from mixbench.cli import main\n"
+        "from mixbench.cli.app import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
-        "print('PLUGINS' if 'mixbench_plugins' in sys.modules else 'NO-PLUGINS')\n"
+        "print('PLUGINS' if 'mixbench_builtins' in sys.modules else 'NO-PLUGINS')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "NO-TORCH" in out.stdout and "NO-PLUGINS" in out.stdout

@@ -10,11 +10,11 @@ from scipy.stats import mannwhitneyu
 from test_results import bench_config, bench_row, write_bench_run, write_manifest, write_train_run
 from typer.testing import CliRunner
 
-from mixbench.cli import app
-from mixbench.compare import NOT_JUDGEABLE, compare_results, mann_whitney_u, parse_threshold
+from mixbench.cli.app import app
 from mixbench.errors import UsageError
-from mixbench.results import load_results
-from mixbench.store import append_row
+from mixbench.report.compare import NOT_JUDGEABLE, compare_results, mann_whitney_u, parse_threshold
+from mixbench.report.results import load_results
+from mixbench.runs.store import append_row
 
 runner = CliRunner()
 

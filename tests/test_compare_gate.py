@@ -14,17 +14,17 @@ import pytest
 from test_results import bench_config, bench_row, latency_model, write_manifest
 from typer.testing import CliRunner
 
-from mixbench.cli import app
-from mixbench.compare import (
+from mixbench.cli.app import app
+from mixbench.report.compare import (
     NOT_JUDGEABLE,
     POSSIBLE_REGRESSION,
     compare_results,
     rank_test_p,
     ratio_interval,
 )
-from mixbench.repeats import combine_processes
-from mixbench.results import load_results
-from mixbench.store import append_row
+from mixbench.report.results import load_results
+from mixbench.runs.repeats import combine_processes
+from mixbench.runs.store import append_row
 
 runner = CliRunner()
 

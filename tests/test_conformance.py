@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 import mixbench
-from mixbench import plugins
+from mixbench.authoring.conformance import MIXER_CHECKS, check_mixer, check_optimizer
+from mixbench.core import plugin_loader as plugins
 from mixbench.errors import ContractError, IncompatibleError
-from mixbench.testing import MIXER_CHECKS, check_mixer, check_optimizer
 
 os.environ["MIXBENCH_PLUGINS"] = ""
 _REGISTRY = plugins.get_registry()

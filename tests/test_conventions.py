@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mixbench.bench import run_cell
+from mixbench.bench.cell import run_cell
 
 BATCH, DIM, HEADS = 2, 32, 4
 HEAD_DIM = DIM // HEADS

@@ -17,7 +17,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from mixbench import hookspecs, plugins
+from mixbench import hookspecs
+from mixbench.core import plugin_loader as plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -127,7 +128,7 @@ def example() -> Iterator[Callable[[str], types.ModuleType]]:
 
 
 def check_mixers_example(module: types.ModuleType) -> None:
-    from mixbench.testing import check_mixer
+    from mixbench.authoring.conformance import check_mixer
 
     entry = plugins.get_registry().get("mixer", "token_shift")
     assert (entry.complexity, set(entry.options)) == ("O(N)", {"fraction"})
@@ -135,8 +136,8 @@ def check_mixers_example(module: types.ModuleType) -> None:
 
 
 def check_optimizers_example(module: types.ModuleType) -> None:
-    from mixbench.testing import check_optimizer
-    from mixbench.train import default_lr
+    from mixbench.authoring.conformance import check_optimizer
+    from mixbench.train.cell import default_lr
 
     check_optimizer("nesterov")
     assert default_lr("nesterov") == 0.05
@@ -155,7 +156,7 @@ def check_tasks_example(module: types.ModuleType) -> None:
 
 
 def check_executors_example(module: types.ModuleType) -> None:
-    from mixbench.executors import Executor, Job, create_executor
+    from mixbench.runs.executors import Executor, Job, create_executor
 
     module.echo = lambda payload: {"row": {"status": "ok", "seen": payload["config"]}}
     executor = create_executor("serial", max_parallel=1, run_dir=None, options={})
@@ -204,8 +205,8 @@ def test_the_tutorials_contract_error_is_what_pytest_prints(monkeypatch, tmp_pat
     """The tutorial shows the message the kit gives for ``fftn`` without ``dim=``; register
     that broken mixer under the real names and compare (the measured difference may vary)."""
     import mixbench
+    from mixbench.authoring.conformance import check_mixer
     from mixbench.errors import ContractError
-    from mixbench.testing import check_mixer
 
     package = ROOT / "examples" / "mixbench-fourier" / "src" / "mixbench_fourier"
     (tmp_path / "mixbench_fourier").symlink_to(package)  # not src/: no stray egg-info
@@ -247,7 +248,7 @@ def documented_commands() -> list[tuple[str, list[str]]]:
     ("page", "args"), documented_commands(), ids=lambda v: " ".join(v) if isinstance(v, list) else v
 )
 def test_documented_commands_parse(page: str, args: list[str]) -> None:
-    from mixbench.cli import app
+    from mixbench.cli.app import app
 
     group = typer.main.get_command(app)
     assert args[0] in group.commands, f"{page}: `mixbench {args[0]}` is not a command"  # type: ignore[attr-defined]
@@ -263,7 +264,7 @@ def undocumented(data: dict[str, Any], page: str) -> list[str]:
 
 
 def test_results_schema_names_every_field_of_a_bench_row() -> None:
-    from mixbench.bench import run_cell
+    from mixbench.bench.cell import run_cell
 
     config = {
         "level": "mixer", "mode": "infer", "lr": None, "dim": 8, "batch_size": 2,
@@ -283,7 +284,7 @@ def train_rows(tmp_path: Path, *args: str) -> list[dict[str, Any]]:
     """Rows of a real ``mixbench train`` run (its ``--json`` output)."""
     import json
 
-    from mixbench.cli import app
+    from mixbench.cli.app import app
 
     result = CliRunner().invoke(app, ["train", *args, "--out", str(tmp_path), "--json", "-q"])
     assert result.exit_code == 0, result.output

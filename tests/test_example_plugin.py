@@ -17,8 +17,8 @@ import tomllib
 from typer.testing import CliRunner
 
 import mixbench
-from mixbench import plugins
-from mixbench.cli import app
+from mixbench.cli.app import app
+from mixbench.core import plugin_loader as plugins
 
 pytest_plugins = ["pytester"]
 
@@ -97,7 +97,7 @@ def test_the_examples_own_test_suite_passes(installed, pytester: pytest.Pytester
 def test_bench_counts_the_ffts_the_flop_counter_cannot_see(installed) -> None:
     from mixbench_fourier.fourier import FourierMixer
 
-    from mixbench.bench import run_cell
+    from mixbench.bench.cell import run_cell
 
     config = {
         "level": "mixer", "mode": "infer", "lr": None, "dim": 16, "batch_size": 2,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mixbench.executors import (
+from mixbench.runs.executors import (
     Finished,
     Interrupted,
     Job,
@@ -212,7 +212,7 @@ def test_signals_are_routed_to_the_stop_request() -> None:
 
 
 def test_failure_row_is_a_store_row() -> None:
-    from mixbench.store import REQUIRED_FIELDS
+    from mixbench.runs.store import REQUIRED_FIELDS
 
     row = failure_row(job("x"), "error", "worker died", executor="test")
     assert all(name in row for name in REQUIRED_FIELDS)

@@ -17,7 +17,7 @@ import pytest
 from ci import import_or_skip
 
 from mixbench.errors import UsageError
-from mixbench.executors import Finished, Job, StopRequest, create_executor, run_jobs
+from mixbench.runs.executors import Finished, Job, StopRequest, create_executor, run_jobs
 
 HERE = Path(__file__).resolve().parent
 
@@ -131,7 +131,7 @@ def test_ray_executor_refuses_cells_no_node_can_hold(local_ray: Any) -> None:
 
 
 def test_reservations() -> None:
-    from mixbench_plugins.executors.ray import reservation
+    from mixbench_builtins.executors.ray import reservation
 
     assert reservation(job("x")) == {"num_cpus": 1.0}
     assert reservation(job("x", threads=4)) == {"num_cpus": 4.0}
@@ -151,7 +151,7 @@ def test_a_sweep_on_ray_runs_the_same_cells_as_the_other_executors(
     keys as planned, hence as inline and subprocess give there."""
     from test_sweep_run import TINY, cli, keys_of
 
-    from mixbench.sweep import load_sweep
+    from mixbench.sweep.sweep_file import load_sweep
 
     monkeypatch.setenv("MIXBENCH_CACHE_DIR", str(tmp_path / "cache"))
     sweep_file = tmp_path / "tiny.toml"

@@ -14,9 +14,9 @@ from pytest_benchmark.stats import Stats
 from test_results import bench_config, bench_row, write_bench_run, write_manifest
 
 from mixbench.errors import UsageError
-from mixbench.interop import benchmark_stats, to_pytest_benchmark
-from mixbench.results import load_results
-from mixbench.store import append_row
+from mixbench.report.pytest_benchmark import benchmark_stats, to_pytest_benchmark
+from mixbench.report.results import load_results
+from mixbench.runs.store import append_row
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 6, 7, 8, 9, 33])
@@ -74,7 +74,7 @@ def pytest_benchmark_cli() -> list[str]:
 def test_pytest_benchmark_compare_reads_our_files(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from mixbench.cli import app
+    from mixbench.cli.app import app
 
     files = []
     for name, slowdown in (("base", 1.0), ("new", 1.3)):

@@ -20,11 +20,11 @@ from test_results import (
 )
 from typer.testing import CliRunner
 
-from mixbench.cli import app
+from mixbench.cli.app import app
 from mixbench.errors import UsageError
-from mixbench.leaderboard import BEST_MARK, NOISY_MARK, PARTIAL_MARK, build_leaderboard
-from mixbench.results import load_results
-from mixbench.store import append_row
+from mixbench.report.leaderboard import BEST_MARK, NOISY_MARK, PARTIAL_MARK, build_leaderboard
+from mixbench.report.results import load_results
+from mixbench.runs.store import append_row
 
 runner = CliRunner()
 
@@ -210,7 +210,7 @@ def test_cli_reports_corrupt_rows_and_goes_on(two_runs: list[Path]) -> None:
 
 def test_report_commands_import_nothing_heavy_at_startup() -> None:
     code = (
-        "import sys, mixbench.cli, mixbench.commands.report;"
+        "import sys, mixbench.cli.app, mixbench.cli.report;"
         "heavy = [m for m in ('torch', 'pandas', 'matplotlib', 'numpy') if m in sys.modules];"
         "print(heavy)"
     )

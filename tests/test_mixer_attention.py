@@ -11,9 +11,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import mixbench
+from mixbench.authoring.conformance import check_mixer
 from mixbench.errors import IncompatibleError, OptionError
-from mixbench.testing import check_mixer
-from mixbench_plugins.mixers.attention import Attention
+from mixbench_builtins.mixers.attention import Attention
 
 SCALE_AND_SOFTMAX_PER_SCORE = 6  # 1 scale + 5 softmax (docs/conventions.md)
 

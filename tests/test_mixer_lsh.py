@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import mixbench
+from mixbench.authoring.conformance import check_mixer
 from mixbench.errors import IncompatibleError, OptionError
 from mixbench.measure.flops import register_cpu_attention_formulas
-from mixbench.testing import check_mixer
-from mixbench_plugins.mixers.lsh import (
+from mixbench_builtins.mixers.lsh import (
     MASK_VALUE,
     SELF_MASK_VALUE,
     LSHAttention,

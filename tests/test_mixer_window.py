@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from mixbench.core.registry import RESERVED, read_options
 from mixbench.errors import IncompatibleError, OptionError
-from mixbench.registry import RESERVED, read_options
-from mixbench_plugins.mixers import window as window_module
-from mixbench_plugins.mixers.window import (
+from mixbench_builtins.mixers import window as window_module
+from mixbench_builtins.mixers.window import (
     WindowAttention,
     attention_allowed,
     relative_position_index,

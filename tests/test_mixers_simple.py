@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mixbench.core.registry import RESERVED, read_options
 from mixbench.errors import IncompatibleError, OptionError
-from mixbench.registry import RESERVED, read_options
-from mixbench_plugins.mixers import identity, mlp, pooling
-from mixbench_plugins.mixers.identity import Identity
-from mixbench_plugins.mixers.mlp import TokenMLP
-from mixbench_plugins.mixers.pooling import Pooling
+from mixbench_builtins.mixers import identity, mlp, pooling
+from mixbench_builtins.mixers.identity import Identity
+from mixbench_builtins.mixers.mlp import TokenMLP
+from mixbench_builtins.mixers.pooling import Pooling
 
 
 def _tokens(grid: tuple[int, ...], values: torch.Tensor) -> torch.Tensor:

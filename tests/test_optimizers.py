@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mixbench.api import create_optimizer
+from mixbench.core.api import create_optimizer
+from mixbench.core.plugin_loader import get_registry
 from mixbench.errors import OptionError
-from mixbench.plugins import get_registry
 
 BUILTIN = ["sgd", "adam", "adamw", "sam"]
 # Learning rates at which each optimizer makes clear progress in 100 steps on the problem below.

@@ -10,12 +10,12 @@ import pytest
 from test_results import write_bench_run, write_train_run
 from typer.testing import CliRunner
 
-from mixbench.cli import app
+from mixbench.cli.app import app
 from mixbench.errors import UsageError
-from mixbench.figure_data import pareto_front
-from mixbench.leaderboard import BEST_MARK
-from mixbench.plots import DPI, plot
-from mixbench.results import load_results
+from mixbench.report.figure_data import pareto_front
+from mixbench.report.leaderboard import BEST_MARK
+from mixbench.report.plots import DPI, plot
+from mixbench.report.results import load_results
 
 runner = CliRunner()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -134,7 +134,7 @@ def test_without_matplotlib_says_how_to_install(
 
 
 def test_write_report_regenerates_every_artifact(train_dir: Path, tmp_path: Path) -> None:
-    from mixbench.commands.report import write_report
+    from mixbench.report.artifacts import write_report
 
     written = write_report([train_dir], tmp_path / "report", "train")
     names = sorted(p.name for p in written)

@@ -7,8 +7,8 @@ import torch
 from typer.testing import CliRunner
 
 import mixbench
-from mixbench import plugins
-from mixbench.cli import app
+from mixbench.cli.app import app
+from mixbench.core import plugin_loader as plugins
 from mixbench.errors import UnknownNameError, UsageError
 
 THIRD_PARTY = """
@@ -61,7 +61,7 @@ def test_builtins_register_through_entry_points() -> None:
     for name in registry.names("mixer"):
         entry = registry.get("mixer", name)
         assert infos[entry.plugin].builtin
-        assert infos[entry.plugin].module.startswith("mixbench_plugins.")
+        assert infos[entry.plugin].module.startswith("mixbench_builtins.")
 
 
 def test_third_party_plugin_is_listed_and_trains_a_step(install_dist, monkeypatch) -> None:
@@ -184,7 +184,7 @@ def test_register_commands_adds_a_subcommand() -> None:
     def noop() -> None:
         pass
 
-    from mixbench.cli import load_plugin_commands
+    from mixbench.cli.app import load_plugin_commands
 
     load_plugin_commands(local)
     result = CliRunner().invoke(local, ["hello", "--name", "mixer"])

@@ -80,7 +80,7 @@ def register_mixers(register):
 """
 
 CONFORMANCE = """
-from mixbench.pytest_plugin import mixbench_conformance
+from mixbench.authoring.pytest_plugin import mixbench_conformance
 
 test_conformance = mixbench_conformance({args})
 """
@@ -289,7 +289,11 @@ def test_the_plugin_costs_other_projects_no_torch_import(pytester: pytest.Pytest
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, mixbench.pytest_plugin; print('torch' in sys.modules)"],
+        [
+            sys.executable,
+            "-c",
+            "import sys, mixbench.authoring.pytest_plugin; print('torch' in sys.modules)",
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -6,8 +6,8 @@ from typing import Literal
 
 import pytest
 
+from mixbench.core.registry import Entry, Registry
 from mixbench.errors import OptionError
-from mixbench.registry import Entry, Registry
 
 
 def factory(

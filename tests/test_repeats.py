@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mixbench.repeats import (
+from mixbench.runs.repeats import (
     combine_processes,
     interleaved,
     process_key,
@@ -130,10 +130,10 @@ def test_leaderboard_and_pytest_benchmark_export_read_process_medians(tmp_path: 
     was steady, and the export's rounds are the process medians."""
     from test_results import bench_config, bench_row, write_manifest
 
-    from mixbench.interop import to_pytest_benchmark
-    from mixbench.leaderboard import build_leaderboard
-    from mixbench.results import load_results
-    from mixbench.store import append_row
+    from mixbench.report.leaderboard import build_leaderboard
+    from mixbench.report.pytest_benchmark import to_pytest_benchmark
+    from mixbench.report.results import load_results
+    from mixbench.runs.store import append_row
 
     write_manifest(tmp_path)
     config = bench_config("pooling", 256)
@@ -154,7 +154,7 @@ def test_leaderboard_and_pytest_benchmark_export_read_process_medians(tmp_path: 
 
 
 def test_load_warning_says_what_was_measured(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mixbench.bench_run import BenchRun, load_warning
+    from mixbench.bench.run import BenchRun, load_warning
 
     def run(busy: float | None) -> BenchRun:
         return BenchRun(None, None, [], False, busy, 2)  # type: ignore[arg-type]

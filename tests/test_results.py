@@ -1,7 +1,7 @@
 """Reading run directories: flattening, run facts, forgiving reads, the metric registry.
 
 The helpers at the top write synthetic run directories exactly as the runners do (rows
-through ``mixbench.store.append_row``, a manifest with ``environment``); the other report
+through ``mixbench.runs.store.append_row``, a manifest with ``environment``); the other report
 tests import them from here.
 """
 
@@ -18,9 +18,9 @@ import pytest
 
 import mixbench
 from mixbench.errors import UsageError
-from mixbench.plan import cell_key
-from mixbench.results import ResultsWarning, load_results, read_results, resolve_metric
-from mixbench.store import append_row, write_json_atomic
+from mixbench.report.results import ResultsWarning, load_results, read_results, resolve_metric
+from mixbench.runs.cells import cell_key
+from mixbench.runs.store import append_row, write_json_atomic
 
 ENVIRONMENT = {
     "device_name": "Test CPU 9000",
@@ -108,8 +108,8 @@ def write_bench_run(
     **overrides: Any,
 ) -> Path:
     """A bench run directory with one row per (mixer, tokens), each from ``processes``
-    processes (``mixbench.repeats.combine_processes``) when more than one."""
-    from mixbench.repeats import combine_processes
+    processes (``mixbench.runs.repeats.combine_processes``) when more than one."""
+    from mixbench.runs.repeats import combine_processes
 
     rng = random.Random(seed)
     write_manifest(run, **(environment or {}))

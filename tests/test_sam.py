@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-from mixbench.api import create_optimizer
+from mixbench.core.api import create_optimizer
 from mixbench.errors import OptionError, UnknownNameError
-from mixbench_plugins.optimizers.sam import SAM, make_sam
+from mixbench_builtins.optimizers.sam import SAM, make_sam
 
 A = (1.0, 3.0)  # curvatures: L(w) = 0.5 * (A0 * u^2 + A1 * v^2)
 W0 = (1.0, -2.0)

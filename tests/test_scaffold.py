@@ -14,9 +14,9 @@ import pytest
 import tomllib
 from typer.testing import CliRunner
 
-from mixbench.cli import app
+from mixbench.authoring.scaffold import KINDS, plugin_names, write_plugin
+from mixbench.cli.app import app
 from mixbench.errors import UsageError
-from mixbench.scaffold import KINDS, plugin_names, write_plugin
 
 pytest_plugins = ["pytester"]
 
@@ -174,7 +174,7 @@ ROUND_TRIPS = [
 def test_generated_package_lists_and_passes_its_own_tests(
     kind: str, tests: int, tmp_path: Path, installed, pytester: pytest.Pytester, monkeypatch
 ) -> None:
-    from mixbench import plugins
+    from mixbench.core import plugin_loader as plugins
 
     assert {k for k, _ in ROUND_TRIPS} == set(KINDS)
     project = write_plugin(f"my-{kind}", kind, tmp_path)

@@ -14,8 +14,8 @@ import itertools
 import pytest
 import torch
 
-from mixbench.schedule import lr_multiplier, warmup_steps_for
-from mixbench.sharpness import hessian_top_eigenvalue, rho_sharpness
+from mixbench.measure.sharpness import hessian_top_eigenvalue, rho_sharpness
+from mixbench.train.schedule import lr_multiplier, warmup_steps_for
 
 
 def _quadratic(seed: int = 0, sizes: tuple[int, ...] = (2, 3, 4)):  # type: ignore[no-untyped-def]

@@ -7,8 +7,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import mixbench
+from mixbench.core.metaformer import MetaFormerBlock
 from mixbench.errors import IncompatibleError, UnknownNameError, UsageError
-from mixbench.shell import MetaFormerBlock
 
 
 def test_s12_pooling_matches_published_poolformer_s12() -> None:

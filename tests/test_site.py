@@ -20,7 +20,7 @@ from ci import import_or_skip, missing, under_ci
 from test_results import write_bench_run, write_train_run
 from typer.testing import CliRunner
 
-from mixbench.cli import app
+from mixbench.cli.app import app
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = [REPO / "results" / "bench", REPO / "results" / "train"]

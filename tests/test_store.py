@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mixbench.plan import Cell, cell_key, grid_for_tokens
-from mixbench.store import RunDir, append_row, read_rows
+from mixbench.runs.cells import Cell, cell_key, grid_for_tokens
+from mixbench.runs.store import RunDir, append_row, read_rows
 
 
 def row(key: str) -> dict[str, object]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mixbench.errors import UsageError
-from mixbench.sweep import _differences, parse_sweep
+from mixbench.sweep.sweep_file import _differences, parse_sweep
 
 
 def parse(text: str) -> Any:
@@ -45,7 +45,7 @@ def test_lists_expand_into_a_product_and_scalars_stay_fixed() -> None:
         batch-size = 32
     """)
     assert len(points) == 6
-    assert points[0] == {"mixer": ["attention"], "seed": ["0"], "steps": 10, "batch_size": 32}
+    assert points[0] == {"mixer": ["attention"], "seed": "0", "steps": 10, "batch_size": 32}
     assert {(p["mixer"][0], p["seed"][0]) for p in points} == {
         (m, s) for m in ("attention", "pooling") for s in ("0", "1", "2")
     }
@@ -64,7 +64,7 @@ def test_values_take_the_shape_the_command_line_gives_them() -> None:
         "mixer": ["window"],
         "tokens": "64",
         "mixer_option": ["window_size=4", "shift=true"],
-        "compile_": False,
+        "compile": False,
     }
 
 
@@ -208,8 +208,8 @@ def test_differences_name_the_changed_keys() -> None:
 def test_name_cache_answers_without_loading_the_plugins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mixbench import plugins
-    from mixbench.namecache import known_names
+    from mixbench.core import plugin_loader as plugins
+    from mixbench.core.namecache import known_names
 
     monkeypatch.setenv("MIXBENCH_CACHE_DIR", str(tmp_path))
     first = known_names()  # cold: asks the registry, writes the cache
@@ -224,8 +224,8 @@ def test_name_cache_answers_without_loading_the_plugins(
 def test_name_cache_notices_a_changed_plugin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, install_dist: Any
 ) -> None:
-    from mixbench import plugins
-    from mixbench.namecache import known_names
+    from mixbench.core import plugin_loader as plugins
+    from mixbench.core.namecache import known_names
 
     monkeypatch.setenv("MIXBENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MIXBENCH_PLUGINS", "sweepy-plugin")
@@ -257,7 +257,7 @@ def test_a_typo_fails_before_torch_is_imported(tmp_path: Path) -> None:
     sweep.write_text('[[grid]]\nkind = "train"\nmixer = ["pooling", "atention"]\nsteps = 5\n')
     script = textwrap.dedent(f"""
         import json, sys
-        from mixbench.cli import main
+        from mixbench.cli.app import main
         try:
             main(["sweep", {str(sweep)!r}])
         except SystemExit as exc:
@@ -305,7 +305,7 @@ def test_a_table_under_a_name_scopes_options_to_it() -> None:
 def test_a_scoped_option_reaches_only_its_own_name(tmp_path: Path) -> None:
     """``mixer_option = {pooling = {pool_size = 5}}`` beside other mixers: pooling's cells get
     it, the others are planned without it (bench and train grids alike)."""
-    from mixbench.sweep import load_sweep
+    from mixbench.sweep.sweep_file import load_sweep
 
     sweep_file = tmp_path / "scoped.toml"
     sweep_file.write_text(

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mixbench.store import read_manifest, read_rows
+from mixbench.runs.store import read_manifest, read_rows
 
 # Small enough for a test (bench cells on the --quick timing budget, 3-step training cells),
 # large enough to be interrupted part-way: 3 mixers x 2 token counts + 3 mixers x 2 optimizers.
@@ -69,7 +69,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def planned(tiny: Path) -> list[str]:
-    from mixbench.sweep import load_sweep
+    from mixbench.sweep.sweep_file import load_sweep
 
     return load_sweep(tiny).keys
 
@@ -103,7 +103,7 @@ def keys_of(run_dir: Path) -> list[str]:
 
 def cli(*args: str) -> int:
     """Run ``mixbench sweep ARGS`` in this process; its exit code."""
-    from mixbench.cli import main
+    from mixbench.cli.app import main
 
     try:
         main(["sweep", *args])
@@ -198,8 +198,8 @@ def test_inline_executor_runs_the_same_cells(
 
 
 def test_resuming_with_a_changed_file_is_refused(tiny: Path, tmp_path: Path, capsys: Any) -> None:
-    from mixbench.store import RunDir
-    from mixbench.sweep import load_sweep
+    from mixbench.runs.store import RunDir
+    from mixbench.sweep.sweep_file import load_sweep
 
     run = RunDir.create(tmp_path, "tiny")
     run.write_manifest({"kind": "sweep", "sweep": load_sweep(tiny).manifest_entry(str(tiny))})

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from mixbench.api import create_task
+from mixbench.core.api import create_task
+from mixbench.core.plugin_loader import get_registry
 from mixbench.errors import OptionError, UsageError
-from mixbench.plugins import get_registry
 from mixbench.tasks import IGNORE_INDEX, TaskData
-from mixbench_plugins.tasks import cifar10, mqar
-from mixbench_plugins.tasks.cifar10 import make_cifar10
-from mixbench_plugins.tasks.digits import make_digits
-from mixbench_plugins.tasks.mqar import make_mqar
+from mixbench_builtins.tasks import cifar10, mqar
+from mixbench_builtins.tasks.cifar10 import make_cifar10
+from mixbench_builtins.tasks.digits import make_digits
+from mixbench_builtins.tasks.mqar import make_mqar
 
 TENSORS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 

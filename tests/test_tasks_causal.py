@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mixbench.api import create_task
+from mixbench.core.api import create_task
+from mixbench.core.plugin_loader import get_registry
 from mixbench.errors import OptionError
-from mixbench.plugins import get_registry
 from mixbench.tasks import IGNORE_INDEX, TaskData
-from mixbench_plugins.tasks import selective_copy
+from mixbench_builtins.tasks import selective_copy
 
 SMALL = {"num_train": 300, "num_val": 40, "num_test": 50}
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import mixbench
-from mixbench import train
-from mixbench.plugins import register_plugin
+from mixbench.core.plugin_loader import register_plugin
 from mixbench.tasks import IGNORE_INDEX, TaskData
+from mixbench.train import cell as train
 
 
 def _toy_images(
@@ -278,7 +278,7 @@ def test_bfloat16_autocast_trains() -> None:
 
 
 def test_default_learning_rates_come_from_the_registrations() -> None:
-    from mixbench.plugins import get_registry
+    from mixbench.core.plugin_loader import get_registry
 
     def registered(name: str) -> float:
         return float(get_registry().get("optimizer", name).metadata["default_lr"])

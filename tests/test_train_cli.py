@@ -13,10 +13,10 @@ import torch
 from test_train import ToyPlugin  # the toy task and optimizer plugins
 from typer.testing import CliRunner
 
-from mixbench import train
-from mixbench.cli import app
-from mixbench.plugins import register_plugin
-from mixbench.store import read_manifest, read_rows
+from mixbench.cli.app import app
+from mixbench.core.plugin_loader import register_plugin
+from mixbench.runs.store import read_manifest, read_rows
+from mixbench.train import cell as train
 
 runner = CliRunner()
 SMALL = ["--depth", "1", "--dim", "16", "--batch-size", "16", "--eval-every", "2"]

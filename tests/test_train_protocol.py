@@ -21,11 +21,11 @@ from test_train_cli import _one_thread  # noqa: F401 - its autouse fixture: one 
 from typer.testing import CliRunner
 
 import mixbench
-from mixbench.cli import app
-from mixbench.lr_tuning import select_lr
-from mixbench.plugins import register_plugin
-from mixbench.store import read_manifest, read_rows
+from mixbench.cli.app import app
+from mixbench.core.plugin_loader import register_plugin
+from mixbench.runs.store import read_manifest, read_rows
 from mixbench.tasks import TaskData
+from mixbench.train.lr_tuning import select_lr
 
 runner = CliRunner()
 SMALL = ["--depth", "1", "--dim", "16", "--batch-size", "16", "--eval-every", "2"]
@@ -217,7 +217,7 @@ def test_an_output_directory_that_cannot_be_created_is_a_usage_error(tmp_path: P
 
 def test_the_python_api_gets_the_same_checks() -> None:
     from mixbench.errors import UsageError
-    from mixbench.train_options import TrainOptions
+    from mixbench.train.options import TrainOptions
 
     with pytest.raises(UsageError, match="--batch-size: 0 is not accepted"):
         TrainOptions(mixers=("identity",), batch_size=0)
@@ -249,7 +249,7 @@ def test_kill_9_then_resume_trains_every_cell_exactly_once(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     pytest.importorskip("sklearn")
-    from mixbench.commands.train import train_cells
+    from mixbench.train.kind import train_cells
 
     planned = [c.key for c in train_cells(
         mixer=["attention,pooling,identity"], optimizer=["adamw,sgd"], steps=3, dim=16, depth=1,
@@ -316,9 +316,9 @@ def test_executors_run_training_cells(tmp_path: Path, env: dict[str, str], execu
 
 def test_a_sweep_file_can_ask_for_tuning(tmp_path: Path, env: dict[str, str]) -> None:
     pytest.importorskip("sklearn")
-    from mixbench.cli import main
-    from mixbench.leaderboard import build_leaderboard
-    from mixbench.results import load_results
+    from mixbench.cli.app import main
+    from mixbench.report.leaderboard import build_leaderboard
+    from mixbench.report.results import load_results
 
     sweep = tmp_path / "tuned.toml"
     sweep.write_text(
@@ -355,9 +355,9 @@ def test_an_unknown_executor_is_refused_before_anything_runs(tmp_path: Path) -> 
 
 
 def test_rows_from_before_test_splits_still_summarise_and_rank() -> None:
-    from mixbench.leaderboard import build_leaderboard
-    from mixbench.results import load_results
-    from mixbench.train_summary import markdown_by_task, summarise
+    from mixbench.report.leaderboard import build_leaderboard
+    from mixbench.report.results import load_results
+    from mixbench.train.summary import markdown_by_task, summarise
 
     committed = Path(__file__).parents[1] / "results" / "train"
     rows = read_rows(committed / "results.jsonl")[0]

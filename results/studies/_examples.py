@@ -32,7 +32,7 @@ def run_example(root: Path, name: str, args: list[str]) -> None:
 
 def render_example(root: Path, name: str, kind: str) -> dict[str, str]:
     """Leaderboards (and figures, written beside them) from the committed rows."""
-    from mixbench.commands.report import write_report
+    from mixbench.report.artifacts import write_report
 
     target = root / name
     written = write_report([target], target, kind)

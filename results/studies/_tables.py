@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mixbench.leaderboard import format_number
-from mixbench.tables import Pivot, pivot_markdown, standard_pivots
+from mixbench.report.leaderboard import format_number
+from mixbench.report.tables import Pivot, pivot_markdown, standard_pivots
 
 Column = tuple[str, Callable[[dict[str, Any]], str]]
 

@@ -20,7 +20,7 @@ def run_tuned(root: Path, name: str, args: list[str]) -> None:
 
 def budget(run_dir: Path) -> str:
     """What the run was allowed, from its manifest: the tuning protocol and the wall time."""
-    from mixbench.store import read_manifest
+    from mixbench.runs.store import read_manifest
 
     manifest = read_manifest(run_dir)
     options = manifest["train_options"]
@@ -53,8 +53,8 @@ def budget(run_dir: Path) -> str:
 
 def render_tuned(root: Path, name: str) -> dict[str, str]:
     """The study's table from its committed rows (nothing before the study has been run)."""
-    from mixbench.store import read_rows
-    from mixbench.train_summary import markdown_by_task
+    from mixbench.runs.store import read_rows
+    from mixbench.train.summary import markdown_by_task
 
     run_dir = root / name
     if not (run_dir / "results.jsonl").exists():

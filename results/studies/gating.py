@@ -109,7 +109,7 @@ def _span(values: list[float]) -> str:
 def _speeds(run_dir: Path) -> tuple[float, float | None]:
     """How fast a run went: the geometric mean of its cells' medians and of their
     reference workload times (ms; None without references)."""
-    from mixbench.results import load_results
+    from mixbench.report.results import load_results
 
     frame = load_results(run_dir)
     cells = _geometric_mean(frame["latency_ms_median"].dropna())
@@ -127,7 +127,7 @@ def _tracking(run_dirs: list[Path]) -> tuple[float, int] | None:
     """(correlation, processes) of log cell time with log reference time per process,
     each cell's values centred on that cell's mean over all the runs: does the reference
     move with the machine as the cells do?"""
-    from mixbench.results import load_results
+    from mixbench.report.results import load_results
 
     by_cell: dict[str, list[tuple[float, float]]] = {}
     for run_dir in run_dirs:
@@ -156,8 +156,8 @@ def _tracking(run_dirs: list[Path]) -> tuple[float, int] | None:
 def _judge(  # type: ignore[no-untyped-def]
     base: Path, new: Path, drift_correction: bool = True, threshold: float = THRESHOLD
 ):
-    from mixbench.compare import compare_results
-    from mixbench.results import load_results
+    from mixbench.report.compare import compare_results
+    from mixbench.report.results import load_results
 
     base_rows, new_rows = load_results(base), load_results(new)
     return compare_results(
@@ -166,7 +166,7 @@ def _judge(  # type: ignore[no-untyped-def]
 
 
 def render(root: Path) -> dict[str, str]:
-    from mixbench.compare import NOT_JUDGEABLE, POSSIBLE_REGRESSION
+    from mixbench.report.compare import NOT_JUDGEABLE, POSSIBLE_REGRESSION
 
     target = root / "gating"
     runs = {g: sorted((target / g).iterdir()) for g in ("aa", *GROUPS, "r1")}

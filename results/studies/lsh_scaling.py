@@ -44,7 +44,7 @@ def run(root: Path) -> None:
 
 
 def _rows(root: Path, name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from mixbench.store import read_manifest, read_rows
+    from mixbench.runs.store import read_manifest, read_rows
 
     rows, _ = read_rows(root / name / "results.jsonl")
     return rows, read_manifest(root / name)
@@ -98,7 +98,7 @@ def _crossover(ours: dict[int, float], theirs: dict[int, float]) -> str:
 
 
 def render(root: Path) -> dict[str, str]:
-    from mixbench.tables import pivot
+    from mixbench.report.tables import pivot
 
     flash, manifest = _rows(root, "lsh_scaling/flash")
     math_rows, _ = _rows(root, "lsh_scaling/math")

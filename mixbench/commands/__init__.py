@@ -1,1 +1,0 @@
-"""One module per group of CLI commands; none imports torch at module level."""
