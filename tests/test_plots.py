@@ -79,6 +79,30 @@ def test_memory_plot_in_mebibytes(bench_frame, tmp_path: Path) -> None:  # type:
     assert figure.get_suptitle() == "Peak memory scaling"
 
 
+def test_a_mixer_keeps_its_colour_across_figures_ranked_differently(
+    bench_frame, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Legends list the mixers best first, and attention is slower but (here) lighter than
+    pooling: the order flips between the latency and the memory figure, the colours must not."""
+    from matplotlib.colors import to_hex
+
+    frame = bench_frame.copy()
+    pooling = frame["mixer"] == "pooling"
+    frame.loc[pooling, "peak_mem_bytes"] = frame.loc[pooling, "peak_mem_bytes"] * 1000
+    colours = {}
+    for figure_name in ("scaling", "memory"):
+        figure = plot(frame, figure_name, tmp_path / f"{figure_name}.png")
+        (legend,) = [ax.get_legend() for ax in figure.axes if ax.get_legend()] + figure.legends
+        names = [t.get_text().split()[0] for t in legend.get_texts()]
+        handles = [h[0] if isinstance(h, tuple) else h for h in legend.legend_handles]
+        colours[figure_name] = {
+            name: to_hex(handle.get_color()) for name, handle in zip(names, handles, strict=True)
+        }
+        colours[figure_name + " order"] = names
+    assert colours["scaling order"] != colours["memory order"]  # the ranking did flip
+    assert colours["scaling"] == colours["memory"]
+
+
 def test_curves_by_step_and_by_time(train_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "curves.png"
     figure = plot(load_results(train_dir), "curves", out)

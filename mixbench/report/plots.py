@@ -142,7 +142,8 @@ def plot_scaling(
         "Latency scaling" if metric == "latency_ms_median" else f"Scaling of {board.metric.label}"
     )
     all_y: list[float] = []
-    for index, line in enumerate(series):
+    colours = sorted(line.label for line in series)  # one colour per mixer in every figure
+    for line in series:
         all_y.extend(line.values)
         label = line.label
         if line.exponent is not None:
@@ -156,7 +157,7 @@ def plot_scaling(
             else None
         )
         ax.errorbar(line.tokens, line.values, yerr=bars, label=label, capsize=2, linewidth=1.5,
-                    **_style(index))  # fmt: skip
+                    **_style(colours.index(line.label)))  # fmt: skip
     _token_axis(ax, board.columns)
     if _spans_decades(all_y) or len(board.columns) > 2:
         _log_axis(ax.yaxis, all_y)
