@@ -152,6 +152,36 @@ def test_mlp_values_and_gradients_match_linear_layers_on_the_transposed_tokens(
         torch.testing.assert_close(ours, reference)
 
 
+def test_the_token_linear_map_has_exact_first_and_second_derivatives() -> None:
+    """Its backward is written by hand (to keep the weight's gradient off the batch), so
+    check it against finite differences, second order too (sharpness uses HVPs)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 3, dtype=torch.double, requires_grad=True)
+    weight = torch.randn(4, 5, dtype=torch.double, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(mlp.token_linear, (x, weight, bias))
+    assert torch.autograd.gradgradcheck(mlp.token_linear, (x, weight, bias))
+
+
+def test_mlp_training_step_does_not_hold_a_weight_gradient_per_sample() -> None:
+    """A weight broadcast over the batch gets, from autograd, a gradient per sample summed
+    afterwards: batch copies of the (hidden, N) weight at peak. The step's peak must stay
+    below that much, whatever else it holds."""
+    from mixbench.measure.memory import measure_peak_memory
+
+    torch.manual_seed(0)
+    batch, grid = 8, (32, 32)
+    mixer = TokenMLP(64, grid)
+    x = torch.randn(batch, math.prod(grid), 64, requires_grad=True)
+
+    def step() -> None:
+        mixer(x).sum().backward()
+
+    step()
+    per_sample_weight_grads = batch * mixer.fc1.weight.numel() * 4
+    assert measure_peak_memory(step).peak_bytes < per_sample_weight_grads
+
+
 def test_mlp_is_bound_to_its_grid() -> None:
     module = TokenMLP(8, (8, 8))
     with pytest.raises(IncompatibleError, match=r"mlp.*built for grid \(8, 8\).*100"):

@@ -72,16 +72,11 @@ class TokenMLP(nn.Module):
                 f"mixer 'mlp' was built for grid {self.grid} ({self.num_tokens} tokens) and "
                 f"cannot mix {x.shape[1]} tokens; build it for that grid"
             )
-        # W (hidden, N) @ x (B, N, C): a batched matmul with the weight broadcast over the
-        # batch and the bias added by the same kernel (baddbmm), so the tokens need no
-        # transpose and the output comes out (B, N, C) contiguous.
         w1, w2 = self.fc1.weight, self.fc2.weight
         if self.in_mask is not None and self.out_mask is not None:
             w1, w2 = w1 * self.in_mask, w2 * self.out_mask
-        batch = x.shape[0]
-        hidden = torch.baddbmm(self.fc1.bias[:, None], w1.expand(batch, -1, -1), x)
-        mixed = torch.baddbmm(self.fc2.bias[:, None], w2.expand(batch, -1, -1), F.gelu(hidden))
-        return mixed
+        hidden = token_linear(x, w1, self.fc1.bias)
+        return token_linear(F.gelu(hidden), w2, self.fc2.bias)
 
     def model_flops(self, batch_size: int) -> FlopTally:
         """Per forward: the two token-axis matmuls (batch * dim rows of N x hidden each)
@@ -103,6 +98,45 @@ class TokenMLP(nn.Module):
     def runtime_info(self) -> dict[str, object]:
         """The token count the mixer is bound to and its hidden width."""
         return {"tokens": self.num_tokens, "hidden": self.hidden, "causal": self.causal}
+
+
+class _TokenLinear(torch.autograd.Function):
+    """``W @ x[b] + bias`` for every sample b of x (B, N_in, C), W (N_out, N_in).
+
+    Forward: one batched matmul with the weight broadcast over the batch and the bias added
+    by the same kernel (baddbmm), so the tokens need no transpose and the output comes out
+    (B, N_out, C) contiguous. Backward is written out because autograd's own backward of a
+    broadcast weight builds a (B, N_out, N_in) gradient and then sums it over the batch:
+    B copies of the weight at peak, which for the token MLP at N = 4096 is hundreds of MiB.
+    Here the weight's gradient is one matmul over the batch and channels folded together.
+    The backward uses differentiable operations only, so second derivatives (Hessian-vector
+    products for sharpness) still work.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):  # type: ignore[no-untyped-def,override]
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias[:, None], weight.expand(x.shape[0], -1, -1), x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def,override]
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.matmul(weight.t(), grad)
+        if ctx.needs_input_grad[1]:
+            rows = grad.transpose(0, 1).reshape(grad.shape[1], -1)  # (N_out, B * C)
+            cols = x.transpose(0, 1).reshape(x.shape[1], -1)  # (N_in, B * C)
+            grad_weight = rows @ cols.t()
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(dim=(0, 2))
+        return grad_x, grad_weight, grad_bias
+
+
+def token_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """A linear map along the token axis of x (B, N_in, C): (B, N_out, C)."""
+    out: torch.Tensor = _TokenLinear.apply(x, weight, bias)
+    return out
 
 
 def causal_masks(tokens: int, hidden: int) -> tuple[torch.Tensor, torch.Tensor]:
