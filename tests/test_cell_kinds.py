@@ -135,5 +135,12 @@ def test_the_public_paths_are_the_code_they_re_export() -> None:
     assert mixbench.testing.check_mixer is conformance.check_mixer
     assert mixbench.pytest_plugin.mixbench_conformance is pytest_plugin.mixbench_conformance
     assert mixbench.plugins.register_plugin is plugin_loader.register_plugin
+    assert mixbench.plugins.import_string is plugin_loader.import_string
+    assert mixbench.plugins.discover is plugin_loader.discover
+    assert mixbench.executors.StopRequest is executors.StopRequest
+    assert mixbench.executors.Interrupted is executors.Interrupted
+    assert mixbench.executors.can_start is executors.can_start
+    assert mixbench.executors.run_jobs is executors.run_jobs
+    assert mixbench.pytest_plugin.plugins_env_value is pytest_plugin.plugins_env_value
     for module in (mixbench.executors, mixbench.testing, mixbench.pytest_plugin, mixbench.plugins):
         assert all(hasattr(module, name) for name in module.__all__)
