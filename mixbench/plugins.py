@@ -1,6 +1,6 @@
 """Plugin loading, where plugin authors and their tests reach it (``register_plugin`` for a
-plugin defined in a test, ``get_registry``, ``get_plugins``). The loader lives in
-``mixbench.core.plugin_loader``."""
+plugin defined in a test, ``get_registry``, ``get_plugins``, ``discover``,
+``import_string``). The loader lives in ``mixbench.core.plugin_loader``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from mixbench.core.plugin_loader import (
     ENV_VAR,
     PluginInfo,
     PluginSet,
+    discover,
     get_plugins,
     get_registry,
+    import_string,
     register_plugin,
     reset,
     unregister_plugin,
@@ -19,8 +21,10 @@ __all__ = [
     "ENV_VAR",
     "PluginInfo",
     "PluginSet",
+    "discover",
     "get_plugins",
     "get_registry",
+    "import_string",
     "register_plugin",
     "reset",
     "unregister_plugin",

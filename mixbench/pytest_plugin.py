@@ -14,6 +14,7 @@ from mixbench.authoring.pytest_plugin import (
     ConformanceCase,
     conformance_cases,
     mixbench_conformance,
+    plugins_env_value,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "ConformanceCase",
     "conformance_cases",
     "mixbench_conformance",
+    "plugins_env_value",
 ]

@@ -99,6 +99,8 @@ def test_processes_run_in_fresh_processes_and_inline_refuses_them(tmp_path: Path
 
     inline = _invoke(*args, "--processes", "2", "--executor", "inline")
     assert inline.exit_code == 2 and "fresh process" in inline.output
+    # The advice names the registered executors that declare fresh_processes.
+    assert "--executor" in inline.output and "subprocess" in inline.output.split("--executor")[1]
     assert len(list(out.iterdir())) == 1  # the refused run left no directory behind
 
 

@@ -189,3 +189,30 @@ def test_register_commands_adds_a_subcommand() -> None:
     load_plugin_commands(local)
     result = CliRunner().invoke(local, ["hello", "--name", "mixer"])
     assert result.exit_code == 0 and "hello mixer" in result.output
+
+
+class DefaultClaims:
+    """A task claiming ``default_for`` as a bare string, and one with a malformed claim."""
+
+    @mixbench.hookimpl
+    def register_tasks(self, register) -> None:  # type: ignore[no-untyped-def]
+        register("bare-claim", lambda **kw: None, default_for="training")
+
+
+class BadClaim:
+    @mixbench.hookimpl
+    def register_tasks(self, register) -> None:  # type: ignore[no-untyped-def]
+        register("bad-claim", lambda **kw: None, default_for=1)
+
+
+def test_default_for_a_bare_string_is_one_use_and_a_bad_value_fails_the_plugin() -> None:
+    plugins.register_plugin(DefaultClaims(), "bare-claims")
+    plugins.register_plugin(BadClaim(), "bad-claims")
+    registry = plugins.get_registry()
+    # "train" is a substring of "training": a claim for "training" is not one for "train".
+    assert registry.get("task", "bare-claim").metadata["default_for"] == ("training",)
+    assert registry.default("task", "train", "--task") != "bare-claim"
+    info = plugins.get_plugins().infos["bad-claims"]
+    assert info.status == "failed" and "bad-claims" in (info.error or "")
+    assert "default_for must be a use or a tuple of uses" in (info.error or "")
+    assert "bad-claim" not in registry.names("task")

@@ -1,4 +1,4 @@
-"""Process repeats: the interleaved order, one row from R process rows, spread warnings."""
+"""Process repeats: the interleaved order, one row from R process rows, resolution warnings."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from mixbench.report.resolution import resolution_warnings, resolvable_change
 from mixbench.runs.repeats import (
     combine_processes,
     interleaved,
@@ -14,7 +15,6 @@ from mixbench.runs.repeats import (
     process_references,
     relative_range,
     split_process_key,
-    spread_warnings,
 )
 
 
@@ -107,22 +107,42 @@ def test_one_process_keeps_the_row_and_a_failed_process_fails_the_cell() -> None
     assert early["reason"] == "process 1 of 5: out of memory"  # the other four never ran
 
 
-def test_old_rows_are_one_process_and_spread_is_warned_beyond_the_threshold() -> None:
+def test_old_rows_are_one_process_and_relative_range_needs_two() -> None:
     old = {"status": "ok", "metrics": {"latency_ms_median": 4.0}}
     assert process_medians(old) == [4.0] and relative_range([4.0]) is None
-    steady = combine_processes([_process_row(m, pid=i) for i, m in enumerate([10, 10.2, 10.1])])
-    shaky = combine_processes([_process_row(m, pid=i) for i, m in enumerate([10, 12, 11])])
-    lines = spread_warnings([old, steady, shaky], threshold=0.05)
-    assert len(lines) == 1 and "attention N=256" in lines[0] and "18.2%" in lines[0]
-    # The same spread, with the machine 20 % slower in the slow process: what compare
-    # judges (each median over its reference time) lies within 5 %, so no warning.
-    drifting = combine_processes(
-        [_process_row(m, pid=i, reference=r) for i, (m, r) in enumerate([(10, 4), (12, 4.8)])]
-    )
-    assert spread_warnings([drifting], threshold=0.05) == []
-    wild = combine_processes([_process_row(m, pid=i, reference=4) for i, m in enumerate([10, 12])])
-    (line,) = spread_warnings([wild], threshold=0.05)
-    assert "drift-corrected process medians spread 18.2%" in line
+    assert relative_range([10, 12, 11]) == pytest.approx(2 / 11)
+
+
+def _cell(medians: list[float], references: list[float] | None = None) -> dict[str, Any]:
+    refs: list[float | None] = list(references) if references else [None] * len(medians)
+    pairs = enumerate(zip(medians, refs, strict=True))
+    return combine_processes([_process_row(m, pid=i, reference=r) for i, (m, r) in pairs])
+
+
+def test_bench_warns_of_cells_whose_processes_cannot_resolve_a_threshold_sized_change() -> None:
+    """The warning follows compare's rule (the ratio's interval), not the raw spread."""
+    steady = _cell([10, 10.2, 10.1, 10.05, 10.15])
+    shaky = _cell([10, 12, 11, 10.5, 11.5])
+    # Against a run spread alike, compare's interval excludes no change only beyond 14.3 %.
+    assert resolvable_change(process_medians(shaky)) == pytest.approx(12 / 10.5 - 1)
+    lines = resolution_warnings([steady, shaky], threshold=0.10)
+    assert len(lines) == 1 and "attention N=256" in lines[0] and "beyond 14.3%" in lines[0]
+    assert "cannot call a 10% change" in lines[0]
+    # Spread 10.9 % (max - min beyond 10 %), yet the interval, which leaves out the two
+    # most extreme pairs, resolves 6 %: no warning.
+    strays = _cell([9.5, 10, 10.05, 10.1, 10.6])
+    assert relative_range(process_medians(strays)) == pytest.approx(1.1 / 10.05)
+    assert resolvable_change(process_medians(strays)) == pytest.approx(0.06)
+    assert resolution_warnings([strays], threshold=0.10) == []
+    # Three processes allow compare no interval at all: no resolution, no warning.
+    assert resolvable_change([10, 12, 11]) is None
+    assert resolution_warnings([_cell([10, 12, 11])], threshold=0.10) == []
+    # The machine 20 % slower in the slow processes: what compare judges (each median over
+    # its reference time) is steady, so no warning; the same with steady references warns.
+    slow = [10, 12, 10, 12, 10]
+    assert resolution_warnings([_cell(slow, [4, 4.8, 4, 4.8, 4])], threshold=0.10) == []
+    (line,) = resolution_warnings([_cell(slow, [4] * 5)], threshold=0.10)
+    assert "5 drift-corrected process medians resolve only changes beyond 20.0%" in line
 
 
 def test_leaderboard_and_pytest_benchmark_export_read_process_medians(tmp_path: Any) -> None:

@@ -34,7 +34,7 @@ app = typer.Typer(
 )
 
 # (command name, module, function): each command lives in its own module under
-# mixbench/commands, imported at start-up only for its signature and help text.
+# mixbench/cli, imported at start-up only for its signature and help text.
 CORE_COMMANDS: list[tuple[str, str, str]] = [
     ("bench", "mixbench.cli.bench", "bench"),
     ("train", "mixbench.cli.train", "train_command"),

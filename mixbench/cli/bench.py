@@ -193,9 +193,9 @@ def _print_json(row: dict[str, Any]) -> None:
 
 
 def _render(run: Any, outcome: Any, console: Any, quiet: bool) -> None:
-    """The run's tables (every session's rows), the spread warnings and a summary line."""
+    """The run's tables (every session's rows), the resolution warnings and a summary line."""
+    from mixbench.report.resolution import RECOMMENDED_THRESHOLD, resolution_warnings
     from mixbench.report.tables import print_tables, write_leaderboards
-    from mixbench.runs.repeats import GATE_THRESHOLD, spread_warnings
 
     rows = run.rows()
     if rows:
@@ -204,7 +204,7 @@ def _render(run: Any, outcome: Any, console: Any, quiet: bool) -> None:
         return
     if rows:
         print_tables(rows, console)
-    for line in spread_warnings(rows, GATE_THRESHOLD):
+    for line in resolution_warnings(rows, RECOMMENDED_THRESHOLD):
         console.print(f"warning: {line}", markup=False, style="yellow")
     counts = outcome.tally.counts
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no cells run"

@@ -109,13 +109,16 @@ def compare_command(
         "when it is also statistically significant.",
     ),
     strict: bool = typer.Option(
-        False, "--strict", help="Also fail (exit 1) when a cell has too few repeats to judge."
+        False,
+        "--strict",
+        help="Also fail (exit 1) on a possible regression (slower with confidence, but not "
+        "beyond the threshold) or a cell with too few repeats to judge.",
     ),
 ) -> None:
     """Pair BASE's and NEW's cells by key and judge each change on process-level samples.
 
-    Exit 0: no regression; 1: a regression (with --strict, also a cell with too few
-    repeats to judge); 2: unusable input.
+    Exit 0: no regression; 1: a regression (with --strict, also a possible regression or a
+    cell with too few repeats to judge); 2: unusable input.
     """
     from rich.console import Console
 

@@ -146,10 +146,24 @@ def _collector(kind: str, plugin: str, out: list[Entry]) -> Callable[..., None]:
             raise TypeError(f"{kind} name must be a non-empty string, got {name!r}")
         if not callable(factory):
             raise TypeError(f"{kind} {name!r}: factory {factory!r} is not callable")
+        if "default_for" in meta:
+            meta["default_for"] = _uses(meta["default_for"], f"plugin {plugin!r}, {kind} {name!r}")
         out.append(Entry(kind, name, factory, plugin, description, complexity, dict(meta)))
 
     register.__doc__ = f"Register a {kind}: register(name, factory, *, description='', **metadata)."
     return register
+
+
+def _uses(value: Any, where: str) -> tuple[str, ...]:
+    """``default_for`` as a tuple of uses: a bare string is one use (``"train"``), so that
+    ``"train" in uses`` compares whole names, never a substring."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (tuple, list)) and all(isinstance(use, str) for use in value):
+        return tuple(value)
+    raise TypeError(
+        f"{where}: default_for must be a use or a tuple of uses (e.g. ('train',)), got {value!r}"
+    )
 
 
 def _allowed_externals() -> set[str] | None:

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mixbench.core.plain_json import plain
 from mixbench.errors import OptionError, UnknownNameError, UsageError
-from mixbench.runs.rows import plain
 
 KINDS = ("mixer", "optimizer", "task", "executor")
 

@@ -173,7 +173,7 @@ def drive(
             if repeated and not getattr(executor, "fresh_processes", False):
                 raise UsageError(
                     f"executor {executor_name!r} cannot run each repeat in a fresh process; "
-                    f"use --processes 1, or an executor that can (subprocess, ray)"
+                    f"use --processes 1, or {_fresh_process_executors()}"
                 )
             check = getattr(executor, "check", None)
             if callable(check):  # cells this executor can never run: refused before any runs
@@ -251,6 +251,21 @@ def drive(
             run.update_manifest(status=outcome.status, ended_at=utc_now(), counts=_all_counts(run))
     outcome.signal_name = stop.signal_name
     return outcome
+
+
+def _fresh_process_executors() -> str:
+    """The registered executors whose factory declares ``fresh_processes``, as advice: the
+    driver names no executor of its own."""
+    from mixbench.core.plugin_loader import get_registry
+
+    names = [
+        entry.name
+        for entry in get_registry().entries("executor")
+        if getattr(entry.factory, "fresh_processes", False)
+    ]
+    if not names:
+        return "install an executor that can (none registered does)"
+    return "an executor that can (--executor " + " or ".join(names) + ")"
 
 
 def _probe_key(config: Mapping[str, Any]) -> str:

@@ -34,7 +34,6 @@ RATE_METRICS = (
     "frac_peak_flops",
 )
 PROCESS_KEY_SEPARATOR = "#p"
-GATE_THRESHOLD = 0.05  # mixbench compare's default --threshold: the spread a gate tolerates
 
 
 def process_key(key: str, index: int) -> str:
@@ -183,28 +182,3 @@ def relative_range(values: Sequence[float]) -> float | None:
         return None
     center = median(values)
     return (max(values) - min(values)) / center if center > 0 else None
-
-
-def spread_warnings(rows: Sequence[Mapping[str, Any]], threshold: float) -> list[str]:
-    """One line per finished cell whose process medians lie further apart than
-    ``threshold`` (relative range): ``mixbench compare`` at that threshold cannot call a
-    change on such a cell, since its own repeats already differ that much. The spread is
-    that of what compare judges: each process's median over its reference workload time
-    when the row has them (the machine's drift taken out), else the medians as measured."""
-    lines = []
-    for row in rows:
-        if row.get("status") != "ok":
-            continue
-        medians, references = process_medians(row), process_references(row)
-        corrected = len(references) == len(medians)
-        judged = [m / r for m, r in zip(medians, references, strict=True)] if corrected else medians
-        spread = relative_range(judged)
-        if spread is not None and spread > threshold:
-            config = row.get("config") or {}
-            size = config.get("tokens") or f"{config.get('image_size')}px"
-            what = "drift-corrected process medians" if corrected else "process medians"
-            lines.append(
-                f"{config.get('mixer')} N={size}: {what} spread {spread:.1%} "
-                f"(max-min over median) > the {threshold:.0%} compare threshold"
-            )
-    return lines

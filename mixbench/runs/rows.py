@@ -8,11 +8,12 @@ file mixbench writes is JSON that any reader parses (no NaN, no numpy scalars, n
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
+
+# plain lives in core (the registry needs it; core builds on nothing above it).
+from mixbench.core.plain_json import plain as plain
 
 # The row and manifest schema; rows of every version so far load (mixbench.report.results).
 SCHEMA_VERSION = 1
@@ -26,31 +27,6 @@ def utc_now() -> str:
 def iso_time(timestamp: float) -> str:
     """A ``time.time()`` value as the same kind of timestamp as `utc_now`."""
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
-
-
-def plain(value: Any) -> Any:
-    """A JSON-plain copy of ``value``: mappings with string keys, lists for tuples and sets
-    (sets sorted), Python scalars for numpy, pandas and one-element torch values, ``None``
-    for NaN and infinities (JSON has neither), strings for paths; anything else as its repr."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return [plain(v) for v in sorted(value)]
-    if isinstance(value, Path):
-        return str(value)
-    item = getattr(value, "item", None)  # numpy, pandas and torch scalars
-    if callable(item):
-        try:
-            return plain(item())
-        except (ValueError, RuntimeError):  # an array of more than one element
-            pass
-    return repr(value)
 
 
 def row_skeleton(
