@@ -108,7 +108,7 @@ class _TokenLinear(torch.autograd.Function):
     (B, N_out, C) contiguous. Backward is written out because autograd's own backward of a
     broadcast weight builds a (B, N_out, N_in) gradient and then sums it over the batch:
     B copies of the weight at peak, which for the token MLP at N = 4096 is hundreds of MiB.
-    Here the weight's gradient is one matmul over the batch and channels folded together.
+    Here the weight's gradient is accumulated sample by sample into one (N_out, N_in) buffer.
     The backward uses differentiable operations only, so second derivatives (Hessian-vector
     products for sharpness) still work.
     """
@@ -124,10 +124,13 @@ class _TokenLinear(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.matmul(weight.t(), grad)
-        if ctx.needs_input_grad[1]:
-            rows = grad.transpose(0, 1).reshape(grad.shape[1], -1)  # (N_out, B * C)
-            cols = x.transpose(0, 1).reshape(x.shape[1], -1)  # (N_in, B * C)
-            grad_weight = rows @ cols.t()
+        if ctx.needs_input_grad[1]:  # sum over samples of grad[b] @ x[b]^T, no copies
+            grad_weight = grad[0] @ x[0].t()
+            for b in range(1, x.shape[0]):
+                if torch.is_grad_enabled():  # a double backward: stay out of place
+                    grad_weight = grad_weight + grad[b] @ x[b].t()
+                else:
+                    grad_weight.addmm_(grad[b], x[b].t())
         if ctx.needs_input_grad[2]:
             grad_bias = grad.sum(dim=(0, 2))
         return grad_x, grad_weight, grad_bias
