@@ -108,7 +108,8 @@ class _TokenLinear(torch.autograd.Function):
     (B, N_out, C) contiguous. Backward is written out because autograd's own backward of a
     broadcast weight builds a (B, N_out, N_in) gradient and then sums it over the batch:
     B copies of the weight at peak, which for the token MLP at N = 4096 is hundreds of MiB.
-    Here the weight's gradient is accumulated sample by sample into one (N_out, N_in) buffer.
+    Here the per-sample products are summed a few samples at a time, never more of them at
+    once than the input's own size.
     The backward uses differentiable operations only, so second derivatives (Hessian-vector
     products for sharpness) still work.
     """
@@ -124,13 +125,19 @@ class _TokenLinear(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.matmul(weight.t(), grad)
-        if ctx.needs_input_grad[1]:  # sum over samples of grad[b] @ x[b]^T, no copies
-            grad_weight = grad[0] @ x[0].t()
-            for b in range(1, x.shape[0]):
-                if torch.is_grad_enabled():  # a double backward: stay out of place
-                    grad_weight = grad_weight + grad[b] @ x[b].t()
+        if ctx.needs_input_grad[1]:  # the sum over samples of grad[b] @ x[b]^T
+            # Batched over as many samples at once as keep the per-sample products no
+            # larger than x itself: one bmm for small token counts, sample by sample for
+            # large ones (where each product is a big matmul anyway).
+            step = max(1, x.numel() // weight.numel())
+            for start in range(0, x.shape[0], step):
+                part = torch.bmm(grad[start : start + step], x[start : start + step].mT).sum(0)
+                if grad_weight is None:
+                    grad_weight = part
+                elif torch.is_grad_enabled():  # a double backward: stay out of place
+                    grad_weight = grad_weight + part
                 else:
-                    grad_weight.addmm_(grad[b], x[b].t())
+                    grad_weight += part
         if ctx.needs_input_grad[2]:
             grad_bias = grad.sum(dim=(0, 2))
         return grad_x, grad_weight, grad_bias
