@@ -109,7 +109,7 @@ class _TokenLinear(torch.autograd.Function):
     broadcast weight builds a (B, N_out, N_in) gradient and then sums it over the batch:
     B copies of the weight at peak, which for the token MLP at N = 4096 is hundreds of MiB.
     Here the per-sample products are summed a few samples at a time, never more of them at
-    once than the input's own size.
+    once than ``PER_SAMPLE_BUDGET`` times the input's size.
     The backward uses differentiable operations only, so second derivatives (Hessian-vector
     products for sharpness) still work.
     """
@@ -124,12 +124,11 @@ class _TokenLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.matmul(weight.t(), grad)
+            grad_x = torch.bmm(weight.t().expand(x.shape[0], -1, -1), grad)  # contiguous
         if ctx.needs_input_grad[1]:  # the sum over samples of grad[b] @ x[b]^T
-            # Batched over as many samples at once as keep the per-sample products no
-            # larger than x itself: one bmm for small token counts, sample by sample for
-            # large ones (where each product is a big matmul anyway).
-            step = max(1, x.numel() // weight.numel())
+            # Batched over as many samples at once as keep the per-sample products within
+            # the budget: sample by sample at large N, where each is a big matmul anyway.
+            step = max(1, PER_SAMPLE_BUDGET * x.numel() // weight.numel())
             for start in range(0, x.shape[0], step):
                 part = torch.bmm(grad[start : start + step], x[start : start + step].mT).sum(0)
                 if grad_weight is None:
@@ -144,9 +143,19 @@ class _TokenLinear(torch.autograd.Function):
 
 
 def token_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """A linear map along the token axis of x (B, N_in, C): (B, N_out, C)."""
+    """A linear map along the token axis of x (B, N_in, C): (B, N_out, C).
+
+    While the per-sample weight gradients of all B samples together take at most twice the
+    input's size, autograd's own backward (one bmm, then a sum) is the fastest and costs
+    no more than the activations the step holds anyway; beyond that, `_TokenLinear`.
+    """
+    if x.shape[0] * weight.numel() <= PER_SAMPLE_BUDGET * x.numel():
+        return torch.baddbmm(bias[:, None], weight.expand(x.shape[0], -1, -1), x)
     out: torch.Tensor = _TokenLinear.apply(x, weight, bias)
     return out
+
+
+PER_SAMPLE_BUDGET = 2  # per-sample weight gradients held at once, in multiples of the input
 
 
 def causal_masks(tokens: int, hidden: int) -> tuple[torch.Tensor, torch.Tensor]:
