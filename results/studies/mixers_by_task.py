@@ -2,9 +2,10 @@
 induction, AdamW with its learning rate tuned per (mixer, task), 3 seeds (README,
 "Training protocol").
 
-Sized for about 15 minutes on a 2-core CPU: few steps and a 3-rate grid around AdamW's
-registered rate, so the numbers rank mixers under a small budget, not at convergence; the
-rendered table states the budget.
+Few steps and a 3-rate grid around AdamW's registered rate, so the numbers rank mixers
+under a small budget, not at convergence; the rendered table states the budget. Even so it
+is 144 cells: the committed run's cells add up to about 1 h 45 min of one core each, so
+about an hour on a 2-core CPU with two cells at once (the longest study here).
 """
 
 from __future__ import annotations
