@@ -13,7 +13,8 @@ copied into the mixbench module:
 * window: the attention path of timm's ``SwinTransformerBlock`` (``_attn``: cyclic shift,
   window partition, window attention with relative position bias and shift mask); the whole
   block (norms and MLP too) is also timed, as the issue that set the targets did;
-* pooling: timm MetaFormer ``Pooling`` (no weights);
+* pooling: timm MetaFormer ``Pooling`` (no weights) on the layout timm's PoolFormer gives it
+  (contiguous NCHW), and again on the same channels-last memory as mixbench's;
 * mlp: timm ``Mlp`` applied across the token axis;
 * lsh: reformer-pytorch ``LSHSelfAttention`` in both masking settings. Its rotations are
   drawn afresh every forward, so outputs differ at random; the check uses the case where
@@ -27,6 +28,12 @@ process state the peer's two 6.4 MB pooling buffers made its forward four times 
 in another; mixbench's one buffer did not). :func:`steady_allocator` pins glibc's
 thresholds, as a long-running training process settles, so that the ratios compare kernels;
 the environment records it.
+
+Each row also carries the arithmetic floor: mixbench's model FLOPs for the step (its
+``model_flops``) at this machine's best measured matmul rate (a 1024-cube matmul on the same
+threads, probed before and after the cases; the faster probe is used). No implementation of
+the same function on this BLAS gets below it, so a target ratio under floor / peer time cannot
+be met by a faster mixer, only by a slower peer.
 
 ``--out DIR`` writes the measured ratios and the environment to ``DIR/peers.json``
 (``results/studies/peers.py`` renders it).
@@ -48,6 +55,7 @@ from torch import nn
 from torch.utils import benchmark
 
 import mixbench
+from mixbench.measure.probes import matmul_peak
 
 THREADS = 2
 REPEATS = 9  # back-to-back (mixbench, peer) measurement pairs per mode
@@ -148,22 +156,44 @@ def window_cases() -> list[Case]:
     ]
 
 
-def pooling_case() -> Case:
+def pooling_cases() -> list[Case]:
+    """timm's PoolFormer feeds its ``Pooling`` contiguous NCHW activations (its stem is a
+    convolution and its norm a GroupNorm, both NCHW), so ``avg_pool2d`` runs its NCHW
+    kernel; mixbench's tokens (B, N, C) are channels-last in memory, so its pool runs the
+    channels-last kernel, vectorised over C. The first case is that like-for-like pair;
+    the second hands the peer the same channels-last memory, where both run one kernel."""
     from timm.models.metaformer import Pooling
 
     ours = mixbench.create_mixer("pooling", dim=64, grid=(56, 56))
-    return Case(
-        "pooling",
-        "56x56, pool 3, C=64, B=8",
-        ours,
-        Pooling(3),
-        torch.randn(8, 56 * 56, 64),
-        lambda x: x.transpose(1, 2).reshape(8, 64, 56, 56),
-        lambda y: y.flatten(2).transpose(1, 2),
-        "outputs",
-        "timm MetaFormer `Pooling` (avg_pool2d - x) on a contiguous NCHW copy made outside the "
-        "timed step",
-    )
+    x = torch.randn(8, 56 * 56, 64)
+    from_grid: Callable[[torch.Tensor], torch.Tensor] = lambda y: y.flatten(2).transpose(1, 2)  # noqa: E731
+    shape = "56x56, pool 3, C=64, B=8"
+    return [
+        Case(
+            "pooling",
+            shape,
+            ours,
+            Pooling(3),
+            x,
+            lambda x: x.transpose(1, 2).reshape(8, 64, 56, 56).contiguous(),
+            from_grid,
+            "outputs",
+            "timm MetaFormer `Pooling` (avg_pool2d - x) on contiguous NCHW, the layout timm's "
+            "PoolFormer gives it (copied outside the timed step)",
+        ),
+        Case(
+            "pooling, peer on the same memory",
+            shape,
+            ours,
+            Pooling(3),
+            x,
+            lambda x: x.transpose(1, 2).reshape(8, 64, 56, 56),  # a channels-last view
+            from_grid,
+            "outputs",
+            "timm MetaFormer `Pooling` on a channels-last view of mixbench's tokens: the same "
+            "kernel as mixbench's",
+        ),
+    ]
 
 
 def mlp_case() -> Case:
@@ -285,6 +315,15 @@ def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
+def model_flops(case: Case) -> dict[str, int] | None:
+    """mixbench's declared model FLOPs for the inference and the training step."""
+    declared = getattr(case.ours, "model_flops", None)
+    if declared is None:
+        return None
+    tally = declared(case.ours_input.shape[0])
+    return {"inference": tally.step(backward=False), "training": tally.step(backward=True)}
+
+
 def check_equal(case: Case) -> float | None:
     if not case.equality:
         return None
@@ -347,7 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     torch.set_num_threads(THREADS)
     env = {**environment(), "allocator": steady_allocator()}
-    cases = [attention_case(), *window_cases(), pooling_case(), mlp_case(), *lsh_cases()]
+    peaks = [matmul_peak(threads=THREADS)["matmul_gflops"]]
+    cases = [attention_case(), *window_cases(), *pooling_cases(), mlp_case(), *lsh_cases()]
     if args.only:
         cases = [c for c in cases if any(c.name.startswith(p) for p in args.only.split(","))]
     for case in cases:
@@ -371,6 +411,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             row["equality"] = case.equality
         row["max_abs_difference"] = difference
+        row["model_flops"] = model_flops(case)
         rows.append(row)
         print(
             f"{case.name:32s} inference {row['inference']['ratio']:.3f}  "
@@ -378,6 +419,9 @@ def main(argv: list[str] | None = None) -> None:
             f"max |diff| {difference if difference is not None else '-'}",
             flush=True,
         )
+    peaks.append(matmul_peak(threads=THREADS)["matmul_gflops"])
+    env["matmul_gflops"] = round(max(peaks), 1)
+    print(f"matmul peak {max(peaks):.1f} GFLOP/s (probes: {', '.join(f'{p:.1f}' for p in peaks)})")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         payload = {"environment": env, "rows": rows}

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 TITLE = "mixbench time / peer time per built-in mixer, inference and training, one process"
 
@@ -22,12 +23,23 @@ def run(root: Path) -> None:
     subprocess.run(command, check=True, cwd=root.parent)
 
 
+def _floor(row: dict[str, Any], peak: float | None) -> str:
+    """The arithmetic floor over the peer's time, inference / training ("-" if unknown)."""
+    flops = row.get("model_flops")
+    if peak is None or flops is None:
+        return "-"
+    ratios = [flops[mode] / (peak * 1e9) / row[mode]["peer"] for mode in ("inference", "training")]
+    return " / ".join(f"{ratio:.2f}" for ratio in ratios)
+
+
 def render(root: Path) -> dict[str, str]:
     data = json.loads((root / "peers" / "peers.json").read_text(encoding="utf-8"))
     env = data["environment"]
+    peak = env.get("matmul_gflops")
     lines = [
-        "| case | shape | peer (what its timed step runs) | inference | training | same function |",
-        "|---|---|---|---:|---:|---|",
+        "| case | shape | peer (what its timed step runs) | inference | training "
+        "| floor: inference / training | same function |",
+        "|---|---|---|---:|---:|---:|---|",
     ]
     for row in data["rows"]:
         difference = row["max_abs_difference"]
@@ -39,7 +51,7 @@ def render(root: Path) -> dict[str, str]:
         lines.append(
             f"| {row['case']} | {row['shape']} | {row.get('peer', '')} "
             f"| {row['inference']['ratio']:.2f} "
-            f"| {row['training']['ratio']:.2f} | {check} |"
+            f"| {row['training']['ratio']:.2f} | {_floor(row, peak)} | {check} |"
         )
     lines += [
         "",
@@ -50,4 +62,11 @@ def render(root: Path) -> dict[str, str]:
         f"{env['load_average_start']:.1f} at the start"
         + (f"; {env['allocator']}." if "allocator" in env else "."),
     ]
+    if peak is not None:
+        lines += [
+            "",
+            "Floor: mixbench's model FLOPs for the step at this machine's best measured matmul "
+            f"rate ({peak:.0f} GFLOP/s, 1024-cube matmul, same threads), over the peer's time: "
+            "the least ratio any implementation of the same function on this BLAS could reach.",
+        ]
     return {"peers.md": "\n".join(lines) + "\n"}
