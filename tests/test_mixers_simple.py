@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+import mixbench
 from mixbench.core.registry import RESERVED, read_options
 from mixbench.errors import IncompatibleError, OptionError
 from mixbench_builtins.mixers import identity, mlp, pooling
@@ -75,23 +76,36 @@ def test_pooling_flops_are_counted_by_hand() -> None:
 
 
 @pytest.mark.parametrize(
-    ("grid", "causal"), [((6, 5), False), ((7,), False), ((3, 4, 5), False), ((9,), True)]
+    ("grid", "pool_size", "causal"),
+    [
+        ((6, 5), 3, False),
+        ((6, 5), 5, False),
+        ((7,), 3, False),
+        ((7,), 5, False),
+        ((3, 4, 5), 3, False),
+        ((5, 6, 5), 5, False),
+        ((2, 2), 5, False),
+        ((9,), 3, True),
+    ],
 )
 def test_pooling_values_and_gradients_match_the_plain_formula(
-    grid: tuple[int, ...], causal: bool
+    grid: tuple[int, ...], pool_size: int, causal: bool
 ) -> None:
-    """The forward subtracts in place on a channels-last view; the plain formula (a
-    contiguous (B, C, *grid) copy, avg_pool - x) gives the same values and input gradient."""
-    module = Pooling(4, grid, causal=causal)
+    """The forward subtracts in place on a channels-last view and the bidirectional
+    backward is written out; the plain formula (a contiguous (B, C, *grid) copy,
+    avg_pool - x, autograd's backward) gives the same values and input gradient."""
+    module = Pooling(4, grid, pool_size=pool_size, causal=causal)
     x = torch.randn(2, math.prod(grid), 4, requires_grad=True)
     spatial = x.transpose(1, 2).reshape(2, 4, *grid).contiguous()
     if causal:
-        padded = F.pad(spatial, (2, 0))
-        sums = F.avg_pool1d(padded, 3, stride=1) * 3
-        average = sums / torch.arange(1, grid[0] + 1).clamp(max=3)
+        padded = F.pad(spatial, (pool_size - 1, 0))
+        sums = F.avg_pool1d(padded, pool_size, stride=1) * pool_size
+        average = sums / torch.arange(1, grid[0] + 1).clamp(max=pool_size)
     else:
         pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[len(grid)]
-        average = pool(spatial, 3, stride=1, padding=1, count_include_pad=False)
+        average = pool(
+            spatial, pool_size, stride=1, padding=pool_size // 2, count_include_pad=False
+        )
     expected = (average - spatial).flatten(2).transpose(1, 2)
     upstream = torch.randn(expected.shape)
     (expected_grad,) = torch.autograd.grad(expected, x, upstream)
@@ -99,6 +113,33 @@ def test_pooling_values_and_gradients_match_the_plain_formula(
     (grad,) = torch.autograd.grad(out, x, upstream)
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(grad, expected_grad)
+
+
+@pytest.mark.parametrize(
+    ("grid", "pool_size"), [((5,), 3), ((5,), 5), ((5, 7), 3), ((5, 7), 5), ((3, 4, 5), 3)]
+)
+def test_pooling_backward_passes_gradcheck_and_gradgradcheck(
+    grid: tuple[int, ...], pool_size: int
+) -> None:
+    """The written-out backward against finite differences, and itself differentiable:
+    sharpness and SAM take Hessian-vector products through it. The mixer stays in float32,
+    so its float32 table must follow the gradient's dtype."""
+    mixer = mixbench.create_mixer("pooling", dim=3, grid=grid, pool_size=pool_size)
+    x = torch.randn(2, math.prod(grid), 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(mixer, (x,))
+    assert torch.autograd.gradgradcheck(mixer, (x,))
+
+
+def test_pooling_backward_table_is_left_out_of_the_state_dict_and_follows_to() -> None:
+    """Checkpoints written before the backward's table existed still load strictly."""
+    mixer = Pooling(4, (3, 5))
+    assert mixer.state_dict() == {}
+    mixer.load_state_dict({}, strict=True)
+    assert mixer.to(torch.float64).scaled_inverse_count is not None
+    assert mixer.scaled_inverse_count.dtype == torch.float64
+    # 3 x 5 grid, pool 3: a corner's window holds 2 x 2 tokens, an inner one 3 x 3.
+    assert mixer.scaled_inverse_count[0, 0] == 9 / 4
+    assert mixer.scaled_inverse_count[1, 2] == 1
 
 
 def test_pooling_errors() -> None:
