@@ -38,11 +38,11 @@ def test_median_agrees_with_blocked_autorange_within_3_percent() -> None:
     timer = Timer("step()", globals={"step": step}, num_threads=1)
     timer.blocked_autorange(min_run_time=0.2)  # warm both paths before comparing
     attempts = []
-    for _attempt in range(2):  # a burst of load can spoil one attempt; retry once
+    for _attempt in range(3):  # a burst of load can spoil an attempt; retry
         ratios = [
             measure(step, config, threads=1).median_s
             / timer.blocked_autorange(min_run_time=0.15).median
-            for _ in range(5)
+            for _ in range(7)
         ]
         attempts.append(sorted(ratios)[len(ratios) // 2])
         if abs(attempts[-1] - 1.0) <= 0.03:
