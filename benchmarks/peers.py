@@ -31,9 +31,10 @@ the environment records it.
 
 Each row also carries the arithmetic floor: mixbench's model FLOPs for the step (its
 ``model_flops``) at this machine's best measured matmul rate (a 1024-cube matmul on the same
-threads, probed before and after the cases; the faster probe is used). No implementation of
-the same function on this BLAS gets below it, so a target ratio under floor / peer time cannot
-be met by a faster mixer, only by a slower peer.
+threads, probed before and after the cases; the faster probe is used): the least time that
+work can take here. Where the work is matmuls that any implementation of the same function
+must do, a target ratio under floor / peer time cannot be met by a faster mixer, only by a
+slower peer.
 
 ``--out DIR`` writes the measured ratios and the environment to ``DIR/peers.json``
 (``results/studies/peers.py`` renders it).

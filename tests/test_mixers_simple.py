@@ -130,16 +130,46 @@ def test_pooling_backward_passes_gradcheck_and_gradgradcheck(
     assert torch.autograd.gradgradcheck(mixer, (x,))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_pooling_supports_forward_mode_and_torch_func_like_the_plain_pool() -> None:
+    """The written-out backward must not cost the transforms the plain pool supports: a
+    forward-mode derivative (the map is linear: the forward of the tangent), jacrev and
+    vmap, all against the plain formula."""
+    mixer = mixbench.create_mixer("pooling", dim=3, grid=(5, 7)).double()
+
+    def plain(x: torch.Tensor) -> torch.Tensor:
+        spatial = x.transpose(-1, -2).reshape(*x.shape[:-2], 3, 5, 7)
+        average = F.avg_pool2d(spatial, 3, stride=1, padding=1, count_include_pad=False)
+        return (average - spatial).flatten(-2).transpose(-1, -2)
+
+    x = torch.randn(2, 35, 3, dtype=torch.float64)
+    tangent = torch.randn_like(x)
+    torch.testing.assert_close(torch.func.jvp(mixer, (x,), (tangent,))[1], plain(tangent))
+    torch.testing.assert_close(torch.func.jacrev(mixer)(x), torch.func.jacrev(plain)(x))
+    stacked = torch.randn(4, 2, 35, 3, dtype=torch.float64)
+    expected = torch.stack([plain(sample) for sample in stacked])
+    torch.testing.assert_close(torch.func.vmap(mixer)(stacked), expected)
+
+
+def test_pooling_backward_follows_the_gradient_device() -> None:
+    """A parameter-free mixer left on one device still differentiates inputs on another
+    (here the meta device): the backward's table follows the gradient, not the module."""
+    mixer = mixbench.create_mixer("pooling", dim=3, grid=(5, 7))
+    x = torch.randn(2, 35, 3, device="meta", requires_grad=True)
+    mixer(x).sum().backward()
+    assert x.grad is not None and x.grad.device.type == "meta"
+
+
 def test_pooling_backward_table_is_left_out_of_the_state_dict_and_follows_to() -> None:
     """Checkpoints written before the backward's table existed still load strictly."""
     mixer = Pooling(4, (3, 5))
     assert mixer.state_dict() == {}
     mixer.load_state_dict({}, strict=True)
-    assert mixer.to(torch.float64).scaled_inverse_count is not None
-    assert mixer.scaled_inverse_count.dtype == torch.float64
+    table = mixer.to(torch.float64).scaled_inverse_count
+    assert table is not None and table.dtype == torch.float64
     # 3 x 5 grid, pool 3: a corner's window holds 2 x 2 tokens, an inner one 3 x 3.
-    assert mixer.scaled_inverse_count[0, 0] == 9 / 4
-    assert mixer.scaled_inverse_count[1, 2] == 1
+    assert table[0, 0] == 9 / 4
+    assert table[1, 2] == 1
 
 
 def test_pooling_errors() -> None:

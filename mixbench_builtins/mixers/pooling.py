@@ -22,8 +22,8 @@ gradient is a pool too. With the average written P = D^-1 S (S the symmetric box
 zero padding, D each token's count of in-bounds neighbours), the gradient of P x - x is
 S (D^-1 g) - g: g scaled by a grid-shaped table fixed at construction, pooled with the
 pool's forward kernel, minus g in place. Autograd's backward instead zero-fills a gradient
-buffer and scatters into it (the pool's backward), negates g for the subtraction and adds
-the two: one more pass over the (B, C, N) gradient, and a scatter where a gather does.
+buffer and (on CPU) scatters into it (the pool's backward), negates g for the subtraction
+and adds the two: one more pass over the (B, C, N) gradient.
 """
 
 from __future__ import annotations
@@ -151,9 +151,10 @@ class Pooling(nn.Module):
     def extra_flops(self, batch_size: int) -> FlopTally:
         """``FlopCounterMode`` counts none of the work, and what runs is the model (no
         padded slot is summed, forward or backward), so the executed extras are
-        :meth:`model_flops`. The written-out backward's scale by pool_size ** ndim / k and
-        its pool's division by pool_size ** ndim are counted as the one division by k they
-        make together."""
+        :meth:`model_flops`. Not counted: the written-out backward's scale by the table
+        (pool_size ** ndim / k), whose product with its pool's division by pool_size ** ndim
+        is the model's one division by k, so one multiply per element of the backward is
+        left out (as autograd's negation of the gradient was before it)."""
         return self.model_flops(batch_size)
 
     def runtime_info(self) -> dict[str, object]:
@@ -188,39 +189,52 @@ def _scaled_inverse_count(grid: tuple[int, ...], pool_size: int) -> torch.Tensor
 
 
 class _AverageMinusInput(torch.autograd.Function):
-    """``avg_pool(x, count_include_pad=False) - x`` on (B, C, *grid), with its backward.
+    """``avg_pool(x, count_include_pad=False) - x`` on (B, C, *grid), with its derivatives.
 
     Forward: the pool, then the input subtracted in place into the pool's own output (one
     large buffer, not two); a channels-last input runs the pool's channels-last kernel.
     Backward: the average is P = D^-1 S, so the input gradient is S (D^-1 g) - g, computed
     as a pool that counts the padding (it divides by pool_size ** ndim) of g times the
     table pool_size ** ndim / D, minus g in place: three passes (scale, pool, subtract)
-    where autograd's makes four (zero-fill and scatter, negate, add), and nothing saved
-    from the forward but the table. Differentiable operations only, so second derivatives
-    (Hessian-vector products for sharpness and SAM) still work.
+    where autograd's makes four on CPU (zero-fill and scatter, negate, add), and nothing
+    saved from the forward but the table. Differentiable operations only, so second
+    derivatives (Hessian-vector products for sharpness and SAM) still work. The map is
+    linear, so its forward-mode derivative is the forward applied to the tangent; with
+    ``setup_context`` and a generated vmap rule, ``torch.func`` transforms work as they do
+    on the plain pool.
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, spatial, scaled_inverse_count, pool_size):  # type: ignore[no-untyped-def,override]
-        ctx.save_for_backward(scaled_inverse_count)
-        ctx.pool_size = pool_size
+    def forward(spatial, scaled_inverse_count, pool_size):  # type: ignore[no-untyped-def,override]
         pooled = _POOLS[spatial.dim() - 2](
             spatial, pool_size, stride=1, padding=pool_size // 2, count_include_pad=False
         )
         return pooled.sub_(spatial)
 
     @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[no-untyped-def,override]
+        _, scaled_inverse_count, pool_size = inputs
+        ctx.save_for_backward(scaled_inverse_count)
+        ctx.pool_size = pool_size
+
+    @staticmethod
     def backward(ctx, grad):  # type: ignore[no-untyped-def,override]
         (scaled_inverse_count,) = ctx.saved_tensors
         pool_size = ctx.pool_size
         spread = _POOLS[grad.dim() - 2](
-            grad * scaled_inverse_count.to(grad.dtype),
+            grad * scaled_inverse_count.to(grad),  # the gradient's dtype and device
             pool_size,
             stride=1,
             padding=pool_size // 2,
             count_include_pad=True,
         )
         return spread.sub_(grad), None, None
+
+    @staticmethod
+    def jvp(ctx, tangent, _table_tangent, _pool_size_tangent):  # type: ignore[no-untyped-def,override]
+        return _AverageMinusInput.forward(tangent, None, ctx.pool_size)
 
 
 @mixbench.hookimpl

@@ -67,6 +67,6 @@ def render(root: Path) -> dict[str, str]:
             "",
             "Floor: mixbench's model FLOPs for the step at this machine's best measured matmul "
             f"rate ({peak:.0f} GFLOP/s, 1024-cube matmul, same threads), over the peer's time: "
-            "the least ratio any implementation of the same function on this BLAS could reach.",
+            "the least ratio that work could reach on this machine.",
         ]
     return {"peers.md": "\n".join(lines) + "\n"}
