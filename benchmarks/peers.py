@@ -57,6 +57,7 @@ from torch.utils import benchmark
 
 import mixbench
 from mixbench.measure.probes import matmul_peak
+from mixbench.measure.stats import median_ci95
 
 THREADS = 2
 REPEATS = 9  # back-to-back (mixbench, peer) measurement pairs per mode
@@ -297,8 +298,10 @@ def _timer(module: nn.Module, x: torch.Tensor, training: bool) -> benchmark.Time
 
 def measure(case: Case, training: bool, min_run_time: float) -> dict[str, float]:
     """Medians (s) of mixbench and peer over ``REPEATS`` back-to-back pairs, and the median
-    of the pairs' ratios. On a shared machine the load drifts within seconds; a pair sees
-    nearly the same load, so the median pair ratio is steadier than a ratio of medians."""
+    of the pairs' ratios with its order-statistic confidence interval (distribution-free;
+    96 % with 9 pairs). On a shared machine the load drifts within seconds; a pair sees
+    nearly the same load, so the median pair ratio is steadier than a ratio of medians. An
+    interval that holds 1 is parity: the run cannot tell the two apart."""
     timers = {
         "mixbench": _timer(case.ours, case.ours_input, training),
         "peer": _timer(case.peer, case.peer_input(case.ours_input), training),
@@ -309,7 +312,18 @@ def measure(case: Case, training: bool, min_run_time: float) -> dict[str, float]
             samples[name].append(timer.blocked_autorange(min_run_time=min_run_time).median)
     ratios = [ours / peer for ours, peer in zip(samples["mixbench"], samples["peer"], strict=True)]
     medians = {name: _median(values) for name, values in samples.items()}
-    return {**medians, "ratio": _median(ratios)}
+    low, high, coverage = median_ci95(ratios)
+    return {
+        **medians,
+        "ratio": _median(ratios),
+        "ratio_low": low,
+        "ratio_high": high,
+        "ratio_coverage": coverage,
+    }
+
+
+def _ratio(timing: dict[str, float]) -> str:
+    return f"{timing['ratio']:.3f} [{timing['ratio_low']:.3f}, {timing['ratio_high']:.3f}]"
 
 
 def _median(values: list[float]) -> float:
@@ -415,8 +429,8 @@ def main(argv: list[str] | None = None) -> None:
         row["model_flops"] = model_flops(case)
         rows.append(row)
         print(
-            f"{case.name:32s} inference {row['inference']['ratio']:.3f}  "
-            f"training {row['training']['ratio']:.3f}  "
+            f"{case.name:32s} inference {_ratio(row['inference'])}  "
+            f"training {_ratio(row['training'])}  "
             f"max |diff| {difference if difference is not None else '-'}",
             flush=True,
         )

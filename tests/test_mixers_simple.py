@@ -91,9 +91,9 @@ def test_pooling_flops_are_counted_by_hand() -> None:
 def test_pooling_values_and_gradients_match_the_plain_formula(
     grid: tuple[int, ...], pool_size: int, causal: bool
 ) -> None:
-    """The forward subtracts in place on a channels-last view and the bidirectional
-    backward is written out; the plain formula (a contiguous (B, C, *grid) copy,
-    avg_pool - x, autograd's backward) gives the same values and input gradient."""
+    """The forward subtracts in place into the pool's output on a channels-last view; the
+    plain formula (a contiguous (B, C, *grid) copy, avg_pool - x) gives the same values and
+    input gradient."""
     module = Pooling(4, grid, pool_size=pool_size, causal=causal)
     x = torch.randn(2, math.prod(grid), 4, requires_grad=True)
     spatial = x.transpose(1, 2).reshape(2, 4, *grid).contiguous()
@@ -121,55 +121,12 @@ def test_pooling_values_and_gradients_match_the_plain_formula(
 def test_pooling_backward_passes_gradcheck_and_gradgradcheck(
     grid: tuple[int, ...], pool_size: int
 ) -> None:
-    """The written-out backward against finite differences, and itself differentiable:
-    sharpness and SAM take Hessian-vector products through it. The mixer stays in float32,
-    so its float32 table must follow the gradient's dtype."""
+    """The backward through the in-place subtraction against finite differences, and itself
+    differentiable: sharpness and SAM take Hessian-vector products through it."""
     mixer = mixbench.create_mixer("pooling", dim=3, grid=grid, pool_size=pool_size)
     x = torch.randn(2, math.prod(grid), 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(mixer, (x,))
     assert torch.autograd.gradgradcheck(mixer, (x,))
-
-
-@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-def test_pooling_supports_forward_mode_and_torch_func_like_the_plain_pool() -> None:
-    """The written-out backward must not cost the transforms the plain pool supports: a
-    forward-mode derivative (the map is linear: the forward of the tangent), jacrev and
-    vmap, all against the plain formula."""
-    mixer = mixbench.create_mixer("pooling", dim=3, grid=(5, 7)).double()
-
-    def plain(x: torch.Tensor) -> torch.Tensor:
-        spatial = x.transpose(-1, -2).reshape(*x.shape[:-2], 3, 5, 7)
-        average = F.avg_pool2d(spatial, 3, stride=1, padding=1, count_include_pad=False)
-        return (average - spatial).flatten(-2).transpose(-1, -2)
-
-    x = torch.randn(2, 35, 3, dtype=torch.float64)
-    tangent = torch.randn_like(x)
-    torch.testing.assert_close(torch.func.jvp(mixer, (x,), (tangent,))[1], plain(tangent))
-    torch.testing.assert_close(torch.func.jacrev(mixer)(x), torch.func.jacrev(plain)(x))
-    stacked = torch.randn(4, 2, 35, 3, dtype=torch.float64)
-    expected = torch.stack([plain(sample) for sample in stacked])
-    torch.testing.assert_close(torch.func.vmap(mixer)(stacked), expected)
-
-
-def test_pooling_backward_follows_the_gradient_device() -> None:
-    """A parameter-free mixer left on one device still differentiates inputs on another
-    (here the meta device): the backward's table follows the gradient, not the module."""
-    mixer = mixbench.create_mixer("pooling", dim=3, grid=(5, 7))
-    x = torch.randn(2, 35, 3, device="meta", requires_grad=True)
-    mixer(x).sum().backward()
-    assert x.grad is not None and x.grad.device.type == "meta"
-
-
-def test_pooling_backward_table_is_left_out_of_the_state_dict_and_follows_to() -> None:
-    """Checkpoints written before the backward's table existed still load strictly."""
-    mixer = Pooling(4, (3, 5))
-    assert mixer.state_dict() == {}
-    mixer.load_state_dict({}, strict=True)
-    table = mixer.to(torch.float64).scaled_inverse_count
-    assert table is not None and table.dtype == torch.float64
-    # 3 x 5 grid, pool 3: a corner's window holds 2 x 2 tokens, an inner one 3 x 3.
-    assert table[0, 0] == 9 / 4
-    assert table[1, 2] == 1
 
 
 def test_pooling_errors() -> None:

@@ -54,3 +54,17 @@ def test_rows_from_before_the_floor_render_a_dash(tmp_path: Path) -> None:
     table = regenerate().load_studies()["peers"].render(tmp_path)["peers.md"]
     assert "| 0.20 | 0.50 | - | not compared |" in table
     assert "GFLOP/s" not in table
+
+
+def test_ratios_carry_their_confidence_interval_when_the_run_recorded_one(
+    tmp_path: Path,
+) -> None:
+    interval = {"ratio_low": 0.18, "ratio_high": 0.22, "ratio_coverage": 0.961}
+    timings = {
+        "inference": {"mixbench": 0.004, "peer": 0.02, "ratio": 0.2, **interval},
+        "training": {"mixbench": 0.03, "peer": 0.06, "ratio": 0.5, **interval},
+    }
+    _write(tmp_path, {}, timings)
+    table = regenerate().load_studies()["peers"].render(tmp_path)["peers.md"]
+    assert "| 0.20 [0.18, 0.22] | 0.50 [0.18, 0.22] | - |" in table
+    assert "[its 96% confidence interval" in table

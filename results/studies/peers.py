@@ -23,6 +23,21 @@ def run(root: Path) -> None:
     subprocess.run(command, check=True, cwd=root.parent)
 
 
+def _ratio(timing: dict[str, float]) -> str:
+    """The median pair ratio, with its confidence interval where the run recorded one."""
+    if "ratio_low" not in timing:
+        return f"{timing['ratio']:.2f}"
+    return f"{timing['ratio']:.2f} [{timing['ratio_low']:.2f}, {timing['ratio_high']:.2f}]"
+
+
+def _coverage(rows: list[dict[str, Any]]) -> float | None:
+    """The intervals' coverage (one pair count per run), or None for rows without them."""
+    coverages = {
+        row[mode].get("ratio_coverage") for row in rows for mode in ("inference", "training")
+    }
+    return coverages.pop() if len(coverages) == 1 else None
+
+
 def _floor(row: dict[str, Any], peak: float | None) -> str:
     """The arithmetic floor over the peer's time, inference / training ("-" if unknown)."""
     flops = row.get("model_flops")
@@ -50,12 +65,18 @@ def render(root: Path) -> dict[str, str]:
         )
         lines.append(
             f"| {row['case']} | {row['shape']} | {row.get('peer', '')} "
-            f"| {row['inference']['ratio']:.2f} "
-            f"| {row['training']['ratio']:.2f} | {_floor(row, peak)} | {check} |"
+            f"| {_ratio(row['inference'])} "
+            f"| {_ratio(row['training'])} | {_floor(row, peak)} | {check} |"
         )
     lines += [
         "",
-        "mixbench time / peer time, median over back-to-back pairs; measured "
+        "mixbench time / peer time, median over back-to-back pairs"
+        + (
+            f" [its {coverage:.0%} confidence interval: an interval holding 1 is parity]"
+            if (coverage := _coverage(data["rows"]))
+            else ""
+        )
+        + "; measured "
         f"{env['date']} on {env['cpu']}, {env['cores']} cores, {env['threads']} torch threads, "
         f"torch {env['torch']}, "
         f"timm {env['timm']}, reformer-pytorch {env['reformer_pytorch']}; load average "
