@@ -1,4 +1,5 @@
-"""Disjoint train, validation and test splits for the synthetic sequence tasks.
+"""Disjoint train, validation and test splits for the synthetic sequence tasks, and the
+``TaskData`` they share.
 
 A synthetic task draws its examples from a seeded generator, so nothing stops the same input
 sequence from landing in two splits; with a small vocabulary that happens, and a test example
@@ -6,15 +7,21 @@ seen in training measures memory, not the mixer. Every input is therefore kept a
 across all splits: a repeat is dropped and replaced by a fresh draw from the same generator,
 so the splits stay a function of the seed alone. Drawing goes split by split, in order, so
 adding a split after the others leaves the earlier ones as they were.
+
+The synthetic sequence tasks (mqar, selective_copy, induction) all feed token ids and score
+a target at every position among ``num_values`` classes; :func:`token_task_data` builds
+their ``TaskData`` from the three splits so that only what differs is written per task.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 from mixbench.errors import OptionError
+from mixbench.tasks import TaskData
 
 Draw = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 # Rounds of top-up draws before giving up: each round replaces the repeats of the last one,
@@ -57,3 +64,31 @@ def disjoint_splits(
             )
         splits.append((torch.cat(inputs), torch.cat(targets)))
     return splits
+
+
+def token_task_data(
+    splits: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    num_values: int,
+    vocab_size: int,
+    causal: bool,
+    info: dict[str, Any],
+) -> TaskData:
+    """``TaskData`` of a token task from its (train, val, test) splits: token inputs, a
+    target per position among ``num_values`` classes, chance 1 / ``num_values``."""
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits
+    return TaskData(
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=num_values,
+        input="tokens",
+        per_token=True,
+        causal=causal,
+        vocab_size=vocab_size,
+        chance=1.0 / num_values,
+        info=info,
+    )

@@ -31,7 +31,7 @@ import torch
 import mixbench
 from mixbench.errors import OptionError
 from mixbench.tasks import IGNORE_INDEX, TaskData
-from mixbench_builtins.tasks._splits import disjoint_splits
+from mixbench_builtins.tasks._splits import disjoint_splits, token_task_data
 
 
 def generate(
@@ -75,9 +75,7 @@ def make_induction(
     def draw(num: int) -> tuple[torch.Tensor, torch.Tensor]:
         return generate(num, seq_len=seq_len, num_values=num_values, generator=generator)
 
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = disjoint_splits(
-        draw, (num_train, num_val, num_test), "induction"
-    )
+    splits = disjoint_splits(draw, (num_train, num_val, num_test), "induction")
     info: dict[str, Any] = {
         "source": "Olsson et al. 2022; Gu & Dao 2023 (Mamba), section 4.1.2",
         "seq_len": seq_len,
@@ -86,20 +84,8 @@ def make_induction(
         "num_val": num_val,
         "num_test": num_test,
     }
-    return TaskData(
-        x_train=x_train,
-        y_train=y_train,
-        x_val=x_val,
-        y_val=y_val,
-        x_test=x_test,
-        y_test=y_test,
-        num_classes=num_values,
-        input="tokens",
-        per_token=True,
-        causal=True,
-        vocab_size=num_values + 1,
-        chance=1.0 / num_values,
-        info=info,
+    return token_task_data(
+        splits, num_values=num_values, vocab_size=num_values + 1, causal=True, info=info
     )
 
 

@@ -50,7 +50,7 @@ import torch
 import mixbench
 from mixbench.errors import OptionError
 from mixbench.tasks import IGNORE_INDEX, TaskData
-from mixbench_builtins.tasks._splits import disjoint_splits
+from mixbench_builtins.tasks._splits import disjoint_splits, token_task_data
 
 FILLER = 0
 Layout = Literal["pair", "zoology"]
@@ -158,11 +158,12 @@ def make_mqar(
         "layout": layout,
         "generator": generator,
     }
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = disjoint_splits(
+    splits = disjoint_splits(
         lambda num: generate(num, **shape),  # type: ignore[arg-type]
         (num_train, num_val, num_test),
         "mqar",
     )
+    _, y_val = splits[1]
     info: dict[str, Any] = {
         "layout": layout,
         "causal": causal,
@@ -176,20 +177,8 @@ def make_mqar(
         "queries_per_example": num_kv_pairs,
         "ids_used": 1 + num_keys + (num_keys * num_values if layout == "pair" else num_values),
     }
-    return TaskData(
-        x_train=x_train,
-        y_train=y_train,
-        x_val=x_val,
-        y_val=y_val,
-        x_test=x_test,
-        y_test=y_test,
-        num_classes=num_values,
-        input="tokens",
-        per_token=True,
-        causal=causal,
-        vocab_size=vocab_size,
-        chance=1.0 / num_values,
-        info=info,
+    return token_task_data(
+        splits, num_values=num_values, vocab_size=vocab_size, causal=causal, info=info
     )
 
 

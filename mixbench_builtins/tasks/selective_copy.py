@@ -32,7 +32,7 @@ import torch
 import mixbench
 from mixbench.errors import OptionError
 from mixbench.tasks import IGNORE_INDEX, TaskData
-from mixbench_builtins.tasks._splits import disjoint_splits
+from mixbench_builtins.tasks._splits import disjoint_splits, token_task_data
 
 NOISE = 0
 
@@ -85,9 +85,7 @@ def make_selective_copy(
             generator=generator,
         )  # fmt: skip
 
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = disjoint_splits(
-        draw, (num_train, num_val, num_test), "selective_copy"
-    )
+    splits = disjoint_splits(draw, (num_train, num_val, num_test), "selective_copy")
     info: dict[str, Any] = {
         "source": "Gu & Dao 2023 (Mamba), section 4.1.1",
         "context_len": context_len,
@@ -97,20 +95,8 @@ def make_selective_copy(
         "num_val": num_val,
         "num_test": num_test,
     }
-    return TaskData(
-        x_train=x_train,
-        y_train=y_train,
-        x_val=x_val,
-        y_val=y_val,
-        x_test=x_test,
-        y_test=y_test,
-        num_classes=num_values,
-        input="tokens",
-        per_token=True,
-        causal=True,
-        vocab_size=num_values + 2,
-        chance=1.0 / num_values,
-        info=info,
+    return token_task_data(
+        splits, num_values=num_values, vocab_size=num_values + 2, causal=True, info=info
     )
 
 
